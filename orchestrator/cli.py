@@ -1,0 +1,312 @@
+"""`rlo`: the command line. Each command parses its arguments and calls the Python API (the same calls).
+
+Exit codes: 0 success, 1 the job or the engine failed, 2 a user error (bad spec, flag, request), 130
+detached with Ctrl-C (the job goes on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime
+
+from .errors import RloError, UserError
+
+
+def run_main(fn: Callable[[], int]) -> int:
+    """Run `fn`, turning errors into one clear message and an exit code (RLO_DEBUG=1 shows the stack)."""
+    debug = os.environ.get("RLO_DEBUG") not in (None, "", "0")
+    try:
+        return fn() or 0
+    except KeyboardInterrupt:
+        print("\n[rlo] interrupted", file=sys.stderr)
+        return 130
+    except RloError as e:
+        if debug:
+            traceback.print_exc()
+        kind = "error" if isinstance(e, UserError) else type(e).__name__
+        print(f"rlo: {kind}: {e}", file=sys.stderr)
+        return e.exit_code
+    except Exception as e:  # a bug of ours: say so, briefly
+        if debug:
+            raise
+        print(f"rlo: internal error: {type(e).__name__}: {e}\n  (set RLO_DEBUG=1 to see the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def _fmt_time(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _fmt_metric(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.1f}" if isinstance(v, float) and not float(v).is_integer() else f"{int(v):,}"
+
+
+# --- commands ---------------------------------------------------------------------------------------------------
+
+
+def cmd_plan(args) -> int:
+    from .planner import plan_spec
+    from .spec import load_spec
+    from .submit import validate_job
+
+    spec = load_spec(args.spec)
+    plan = plan_spec(spec)
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+        return 0
+    job = spec.job
+    what = f"{job.algorithm} on {job.env}" if job.entry_script is None else f"entry script {job.entry_script}"
+    print(f"Plan for `{args.spec}`: cluster `{spec.cluster.name}`, job: {what}\n")
+    print(plan.explain())
+    print(f"\nRay resources for the training trial: {plan.trial_cpus} CPUs, {plan.trial_gpus:g} GPUs")
+    print(f"where: {spec.cluster.address or 'the embedded local Ray on 127.0.0.1 (started on submit)'}")
+    stop, notices = job.normalized_stop()
+    if stop:
+        print("stop when: " + " or ".join(f"{k} >= {v:g}" for k, v in stop.items()))
+    if job.max_run_duration_seconds:
+        print(f"the whole job is bounded to {job.max_run_duration_seconds} s (max_run_duration_seconds)")
+    if args.check:
+        notices += validate_job(spec)
+    for n in notices:
+        print(f"note: {n}")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from .spec import load_spec
+    from .submit import submit
+
+    spec = load_spec(args.spec)
+    if args.name:
+        spec.job.name = args.name
+    notices: list[str] = []
+    run = submit(spec, address=args.address, token=args.token, notices_out=notices)
+    for n in notices:
+        print(f"[rlo] note: {n}", file=sys.stderr)
+    print(run.id)
+    sys.stdout.flush()
+    if not args.wait:
+        print(f"[rlo] submitted; follow it with `rlo attach {run.id}`", file=sys.stderr)
+        return 0
+    return _attach(run, args)
+
+
+def _attach(run, args) -> int:
+    try:
+        final = run.attach(progress=not getattr(args, "raw", False), raw=getattr(args, "raw", False))
+    except KeyboardInterrupt:
+        print(f"\n[rlo] detached; the job goes on. `rlo attach {run.id}` to follow it again, "
+              f"`rlo stop {run.id}` to stop it.", file=sys.stderr)
+        return 130
+    return 0 if final == "SUCCEEDED" else 1
+
+
+def cmd_attach(args) -> int:
+    from .run import attach
+
+    return _attach(attach(args.run, token=args.token), args)
+
+
+def cmd_status(args) -> int:
+    from .run import attach
+
+    run = attach(args.run, token=args.token)
+    rec = run.refresh()
+    if args.json:
+        print(json.dumps({
+            "id": rec.id, "status": rec.status, "message": rec.message, "stop_reason": rec.stop_reason,
+            "backend": rec.backend, "address": rec.address, "created_at": rec.created_at,
+            "ended_at": rec.ended_at, "run_dir": rec.run_dir, "final_metrics": rec.final_metrics,
+            "checkpoints": [c.path for c in run.registry.checkpoints(rec.id)],
+        }, indent=2))
+        return 0
+    print(f"{rec.id}: {rec.status}")
+    print(f"  submitted {_fmt_time(rec.created_at)} to {rec.backend} ({rec.address})")
+    if rec.ended_at:
+        print(f"  ended     {_fmt_time(rec.ended_at)} ({rec.ended_at - rec.created_at:.0f} s after submission)")
+    if rec.stop_reason:
+        print(f"  why       {rec.stop_reason}")
+    if rec.message and rec.status != "SUCCEEDED":
+        print(f"  message   {rec.message}")
+    if rec.final_metrics:
+        from . import metrics
+
+        fm = rec.final_metrics
+        print(f"  final     iter {fm.get('training_iteration')}, {_fmt_metric(fm.get(metrics.ENV_STEPS))} env steps, "
+              f"return mean {_fmt_metric(fm.get(metrics.RETURN_MEAN))}")
+    cps = run.registry.checkpoints(rec.id)
+    if cps:
+        print(f"  checkpoints ({len(cps)}), latest: {cps[-1].path}")
+    print(f"  folder    {rec.run_dir}")
+    return 0
+
+
+def cmd_logs(args) -> int:
+    from .run import attach
+
+    run = attach(args.run, token=args.token)
+    if args.follow:
+        final = run.follow_logs()
+        return 0 if final == "SUCCEEDED" else 1
+    sys.stdout.write(run.logs())
+    return 0
+
+
+def cmd_stop(args) -> int:
+    from .run import attach
+
+    run = attach(args.run, token=args.token)
+    before = run.status()
+    final = run.stop()
+    if before in ("SUCCEEDED", "FAILED", "STOPPED", "SUBMIT_FAILED"):
+        print(f"{run.id} had already ended: {before}")
+    else:
+        print(f"{run.id}: {final}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from . import metrics
+    from .run import Run, list_runs
+    from .registry import Registry
+    from .settings import settings
+
+    records = list_runs(limit=args.limit)
+    registry = Registry(settings().registry_path)
+    refreshed = []
+    for rec in records:  # bring unfinished runs up to date when their engine answers
+        if not rec.terminal:
+            try:
+                rec = Run(rec, registry).refresh()
+            except RloError:
+                pass
+        refreshed.append(rec)
+    if args.json:
+        print(json.dumps([{
+            "id": r.id, "status": r.status, "created_at": r.created_at, "backend": r.backend,
+            "final_metrics": r.final_metrics, "stop_reason": r.stop_reason,
+        } for r in refreshed], indent=2))
+        return 0
+    if not refreshed:
+        print("no runs yet (rlo submit SPEC.yaml)")
+        return 0
+    rows = [("RUN", "STATUS", "SUBMITTED", "ITER", "ENV STEPS", "RETURN MEAN", "WHY")]
+    for r in refreshed:
+        fm = r.final_metrics or {}
+        rows.append((r.id, r.status, _fmt_time(r.created_at), _fmt_metric(fm.get("training_iteration")),
+                     _fmt_metric(fm.get(metrics.ENV_STEPS)), _fmt_metric(fm.get(metrics.RETURN_MEAN)),
+                     (r.stop_reason or r.message or "")[:60]))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def cmd_metrics(args) -> int:
+    from . import metrics
+    from .run import attach
+
+    series = attach(args.run, token=args.token).metrics()
+    if args.json:
+        print(json.dumps(series, indent=2))
+        return 0
+    print(f"{'iter':>5} {'env steps':>12} {'return mean':>12} {'time (s)':>9}")
+    for r in series:
+        print(f"{_fmt_metric(r.get('training_iteration')):>5} {_fmt_metric(r.get(metrics.ENV_STEPS)):>12} "
+              f"{_fmt_metric(r.get(metrics.RETURN_MEAN)):>12} {_fmt_metric(r.get('time_total_s')):>9}")
+    return 0
+
+
+def cmd_up(args) -> int:
+    from .local_ray import LocalRayManager
+
+    t0 = time.monotonic()
+    local = LocalRayManager().ensure()
+    print(f"embedded Ray up at {local.dashboard_url} ({local.num_cpus} CPUs) [{time.monotonic() - t0:.1f} s]")
+    return 0
+
+
+def cmd_down(args) -> int:
+    from .local_ray import LocalRayManager
+
+    print("embedded Ray stopped" if LocalRayManager().down() else "the embedded Ray was not running")
+    return 0
+
+
+# --- parser -------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rlo", description="Reinforcement-learning jobs on Ray: plan, submit, watch.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, fn, help_):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    def run_arg(sp):
+        sp.add_argument("run", metavar="RUN", help="run id (or a unique prefix of it)")
+        sp.add_argument("--token", help="auth token of a remote Ray cluster")
+
+    sp = add("plan", cmd_plan, "show the cluster plan for a spec: pools, vCPUs, GPUs, env runners, and why")
+    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--check", action="store_true", help="also check the env and hyperparameters")
+
+    sp = add("submit", cmd_submit, "submit a spec; prints the run id at once")
+    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("--wait", action="store_true", help="stay attached until the job ends (exit 0 iff it succeeded)")
+    sp.add_argument("--address", help="a Ray cluster's dashboard, e.g. http://HOST:8265 (default: embedded Ray)")
+    sp.add_argument("--token", help="auth token of that cluster (default: RAY_AUTH_TOKEN / ~/.ray/auth_token)")
+    sp.add_argument("--name", help="a name for the run")
+    sp.add_argument("--raw", action="store_true", help="with --wait: print the log verbatim")
+
+    sp = add("attach", cmd_attach, "stream a run's log and progress until it ends (exit 0 iff it succeeded)")
+    run_arg(sp)
+    sp.add_argument("--raw", action="store_true", help="print the log verbatim (no progress line)")
+
+    sp = add("status", cmd_status, "a run's status, final metrics and checkpoints")
+    run_arg(sp)
+    sp.add_argument("--json", action="store_true")
+
+    sp = add("logs", cmd_logs, "a run's log")
+    run_arg(sp)
+    sp.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+
+    sp = add("stop", cmd_stop, "stop a run")
+    run_arg(sp)
+
+    sp = add("list", cmd_list, "run history, newest first")
+    sp.add_argument("--limit", type=int, default=20)
+    sp.add_argument("--json", action="store_true")
+
+    sp = add("metrics", cmd_metrics, "a run's per-iteration metrics")
+    run_arg(sp)
+    sp.add_argument("--json", action="store_true")
+
+    add("up", cmd_up, "start the embedded local Ray (submit does this by itself)")
+    add("down", cmd_down, "stop the embedded local Ray and every job on it")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse prints its own message; a usage error is a user error
+        return 2 if e.code not in (0, None) else 0
+    return run_main(lambda: args.fn(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

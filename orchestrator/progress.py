@@ -1,0 +1,48 @@
+"""The live progress line shown while attached to a run."""
+
+from __future__ import annotations
+
+import math
+
+from . import metrics
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def _fmt_num(v) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, float) and not v.is_integer():
+        return f"{v:,.1f}"
+    return f"{int(v):,}"
+
+
+def criterion_distance(name: str, target: float, rec: dict) -> str:
+    value = metrics.lookup(rec, name)
+    label = metrics.SHORT.get(name, name.rsplit("/", 1)[-1])
+    if value is None:
+        return f"{label} -/{target:g}"
+    done = value >= target
+    if name in metrics.MONOTONE and target > 0:
+        pct = f" ({min(100.0, 100.0 * value / target):.0f}%)"
+    else:
+        pct = f" ({value - target:+.1f})" if not done else ""
+    return f"{label} {_fmt_num(value)}/{target:g}{pct}{' met' if done else ''}"
+
+
+def progress_line(rec: dict, stop: dict[str, float], elapsed_s: float) -> str:
+    """`iter 7 | 28,000 steps | return 61.2 | 0:00:41 | stop: return 61.2/150 (-88.8), time 35/600 (6%)`"""
+    parts = [
+        f"iter {_fmt_num(rec.get('training_iteration'))}",
+        f"{_fmt_num(rec.get(metrics.ENV_STEPS))} steps",
+        f"return {_fmt_num(rec.get(metrics.RETURN_MEAN))}",
+        _fmt_duration(elapsed_s),
+    ]
+    if stop:
+        parts.append("stop: " + ", ".join(criterion_distance(k, v, rec) for k, v in stop.items()))
+    return "[rlo] " + " | ".join(parts)

@@ -1,0 +1,237 @@
+"""The run registry: an embedded SQLite database on the submitting side that records every submission.
+
+Written only by the submitting side (the CLI / Python API), never by the job, so it works the same for a
+local engine and a remote cluster. Its schema is versioned (``PRAGMA user_version``) and migrated forward on
+open; rows are read leniently so an older tool can list runs a newer one wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import RunNotFound, did_you_mean
+
+SCHEMA_VERSION = 1
+
+TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED", "SUBMIT_FAILED"})
+
+_MIGRATIONS = {
+    1: """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        started_at REAL,
+        ended_at REAL,
+        backend TEXT NOT NULL,
+        address TEXT,
+        job_id TEXT,
+        status TEXT NOT NULL,
+        message TEXT,
+        stop_reason TEXT,
+        spec_json TEXT NOT NULL,
+        plan_json TEXT,
+        command TEXT,
+        run_dir TEXT,
+        final_metrics_json TEXT,
+        resumed_from TEXT,
+        extra_json TEXT
+    );
+    CREATE INDEX runs_created ON runs(created_at);
+    CREATE TABLE checkpoints (
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        iteration INTEGER,
+        created_at REAL NOT NULL,
+        metrics_json TEXT,
+        PRIMARY KEY (run_id, path)
+    );
+    """,
+}
+
+
+@dataclass
+class RunRecord:
+    id: str
+    name: str
+    created_at: float
+    updated_at: float
+    backend: str
+    status: str
+    spec: dict
+    address: str | None = None
+    job_id: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    message: str | None = None
+    stop_reason: str | None = None
+    plan: dict | None = None
+    command: str | None = None
+    run_dir: str | None = None
+    final_metrics: dict | None = None
+    resumed_from: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @classmethod
+    def _from_row(cls, row: sqlite3.Row) -> RunRecord:
+        d = dict(row)
+
+        def js(key):
+            v = d.pop(key, None)
+            return json.loads(v) if v else None
+
+        spec, plan, final, extra = js("spec_json"), js("plan_json"), js("final_metrics_json"), js("extra_json")
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(spec=spec or {}, plan=plan, final_metrics=final, extra=extra or {}, **known)
+
+
+@dataclass
+class CheckpointRecord:
+    run_id: str
+    path: str
+    iteration: int | None
+    created_at: float
+    metrics: dict | None
+
+
+class Registry:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._migrate()
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys=ON")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
+    def _migrate(self) -> None:
+        with self._conn() as c:
+            version = c.execute("PRAGMA user_version").fetchone()[0]
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                for stmt in filter(str.strip, _MIGRATIONS[v].split(";")):
+                    c.execute(stmt)
+                c.execute(f"PRAGMA user_version={v}")
+
+    @property
+    def schema_version(self) -> int:
+        with self._conn() as c:
+            return c.execute("PRAGMA user_version").fetchone()[0]
+
+    # --- runs -------------------------------------------------------------------------------------------------
+
+    def create(self, rec: RunRecord) -> None:
+        with self._conn() as c:
+            c.execute(
+                """INSERT INTO runs (id, name, created_at, updated_at, started_at, ended_at, backend, address, job_id,
+                   status, message, stop_reason, spec_json, plan_json, command, run_dir, final_metrics_json,
+                   resumed_from, extra_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (
+                    rec.id, rec.name, rec.created_at, rec.updated_at, rec.started_at, rec.ended_at, rec.backend,
+                    rec.address, rec.job_id, rec.status, rec.message, rec.stop_reason, json.dumps(rec.spec),
+                    json.dumps(rec.plan) if rec.plan is not None else None, rec.command, rec.run_dir,
+                    json.dumps(rec.final_metrics) if rec.final_metrics is not None else None, rec.resumed_from,
+                    json.dumps(rec.extra),
+                ),
+            )
+
+    _COLUMNS = {
+        "status", "message", "stop_reason", "started_at", "ended_at", "job_id", "address", "run_dir", "command",
+    }
+    _JSON_COLUMNS = {"final_metrics": "final_metrics_json", "plan": "plan_json", "extra": "extra_json"}
+
+    def update(self, run_id: str, **fields: Any) -> None:
+        sets, values = ["updated_at=?"], [time.time()]
+        for key, value in fields.items():
+            if key in self._JSON_COLUMNS:
+                sets.append(f"{self._JSON_COLUMNS[key]}=?")
+                values.append(json.dumps(value) if value is not None else None)
+            elif key in self._COLUMNS:
+                sets.append(f"{key}=?")
+                values.append(value)
+            else:
+                raise TypeError(f"unknown run field {key}")
+        with self._conn() as c:
+            cur = c.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id=?", (*values, run_id))
+            if cur.rowcount == 0:
+                raise RunNotFound(f"no run `{run_id}` in the registry ({self.path})")
+
+    def get(self, run_id: str) -> RunRecord:
+        with self._conn() as c:
+            row = c.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                # Accept a unique prefix, as git does for commits.
+                rows = c.execute("SELECT * FROM runs WHERE id LIKE ? ORDER BY created_at DESC", (run_id + "%",))
+                rows = rows.fetchall()
+                if len(rows) == 1:
+                    row = rows[0]
+                elif len(rows) > 1:
+                    raise RunNotFound(
+                        f"`{run_id}` matches {len(rows)} runs", fix="give more of the run id (`rlo list` shows them)"
+                    )
+        if row is None:
+            hint = did_you_mean(run_id, [r.id for r in self.list(limit=200)])
+            raise RunNotFound(
+                f"no run `{run_id}` in the registry ({self.path})",
+                fix=hint or "`rlo list` shows the runs this registry knows (RLO_HOME / RLO_REGISTRY pick another)",
+            )
+        return RunRecord._from_row(row)
+
+    def list(self, limit: int | None = None, status: str | None = None) -> list[RunRecord]:
+        q, args = "SELECT * FROM runs", []
+        if status:
+            q += " WHERE status=?"
+            args.append(status)
+        q += " ORDER BY created_at DESC, rowid DESC"
+        if limit:
+            q += f" LIMIT {int(limit)}"
+        with self._conn() as c:
+            return [RunRecord._from_row(r) for r in c.execute(q, args).fetchall()]
+
+    # --- checkpoints --------------------------------------------------------------------------------------------
+
+    def add_checkpoint(self, run_id: str, path: str, iteration: int | None, metrics: dict | None = None) -> bool:
+        """Record a checkpoint; returns False when it was already recorded."""
+        with self._conn() as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO checkpoints (run_id, path, iteration, created_at, metrics_json) "
+                "VALUES (?,?,?,?,?)",
+                (run_id, path, iteration, time.time(), json.dumps(metrics) if metrics else None),
+            )
+            return cur.rowcount == 1
+
+    def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
+        with self._conn() as c:
+            rows = c.execute(
+                "SELECT * FROM checkpoints WHERE run_id=? ORDER BY iteration, created_at", (run_id,)
+            ).fetchall()
+        return [
+            CheckpointRecord(
+                r["run_id"], r["path"], r["iteration"], r["created_at"],
+                json.loads(r["metrics_json"]) if r["metrics_json"] else None,
+            )
+            for r in rows
+        ]

@@ -1,0 +1,249 @@
+"""A handle on a submitted run: status, logs, attach, stop, metrics, checkpoints.
+
+    run = attach("rlo-cartpole-20261122-101500-ab12")   # like SageMaker's RLEstimator.attach
+    run.attach()          # stream the log and a progress line until the job ends
+    run.metrics()         # the per-iteration series
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from . import events
+from .backends import RayJobsBackend
+from .errors import EngineError
+from .progress import progress_line
+from .registry import TERMINAL, CheckpointRecord, Registry, RunRecord
+from .settings import settings
+from .spec import JobSpec
+
+
+class Run:
+    def __init__(self, record: RunRecord, registry: Registry, backend: RayJobsBackend | None = None,
+                 token: str | None = None) -> None:
+        self._record = record
+        self.registry = registry
+        self._backend = backend
+        self._token = token
+
+    # --- identity -----------------------------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._record.id
+
+    @property
+    def record(self) -> RunRecord:
+        return self._record
+
+    @property
+    def run_dir(self) -> Path | None:
+        return Path(self._record.run_dir) if self._record.run_dir else None
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r}, status={self._record.status!r})"
+
+    @property
+    def backend(self) -> RayJobsBackend:
+        if self._backend is None:
+            self._backend = RayJobsBackend.for_record(self._record.backend, self._record.address, self._token)
+        return self._backend
+
+    def _stop_criteria(self) -> dict[str, float]:
+        try:
+            return JobSpec.model_validate(self._record.spec.get("job", {})).normalized_stop()[0]
+        except Exception:  # a record written by another version: progress without distances
+            return {}
+
+    # --- state ---------------------------------------------------------------------------------------------------
+
+    def refresh(self) -> RunRecord:
+        """Bring the registry up to date with the engine (and finalize a run that has ended)."""
+        rec = self.registry.get(self.id)
+        if rec.status not in TERMINAL and rec.job_id:
+            status, message = self.backend.status(rec.job_id)
+            if status != rec.status:
+                fields = {"status": status}
+                if status == "RUNNING" and not rec.started_at:
+                    fields["started_at"] = time.time()
+                if status not in TERMINAL:
+                    self.registry.update(self.id, **fields)
+                else:
+                    self._finalize(status, message)
+            rec = self.registry.get(self.id)
+        self._record = rec
+        return rec
+
+    def _finalize(self, status: str, message: str | None) -> None:
+        """Record the outcome from the job's own structured lines: summary, checkpoints, final metrics."""
+        try:
+            log = self.backend.logs(self._record.job_id)
+        except EngineError:
+            log = ""
+        parsed = events.parse_log(log)
+        summary = next((p for k, p in reversed(parsed) if k == "summary"), None)
+        last_metrics = next((p for k, p in reversed(parsed) if k == "metrics"), None)
+        for kind, payload in parsed:
+            if kind == "checkpoint" and payload.get("path"):
+                self.registry.add_checkpoint(self.id, payload["path"], payload.get("iteration"),
+                                             payload.get("metrics"))
+        fields = {"status": status, "ended_at": time.time()}
+        if summary:
+            if summary.get("final_checkpoint"):
+                final = summary.get("final") or {}
+                self.registry.add_checkpoint(self.id, summary["final_checkpoint"], final.get("training_iteration"))
+            fields["final_metrics"] = summary.get("final") or last_metrics
+            fields["stop_reason"] = summary.get("stop_reason")
+            fields["message"] = summary.get("error") or message
+        else:
+            fields["final_metrics"] = last_metrics
+            fields["message"] = message or _last_error(log)
+        self.registry.update(self.id, **fields)
+
+    def status(self) -> str:
+        return self.refresh().status
+
+    @property
+    def done(self) -> bool:
+        return self.refresh().status in TERMINAL
+
+    def wait(self, timeout: float | None = None, poll_s: float = 1.0) -> str:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if status in TERMINAL:
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                return status
+            time.sleep(poll_s)
+
+    def stop(self, wait: bool = True, timeout: float = 60) -> str:
+        rec = self.refresh()
+        if rec.status in TERMINAL:
+            return rec.status
+        self.backend.stop(rec.job_id)
+        return self.wait(timeout=timeout if wait else 0)
+
+    # --- outputs -------------------------------------------------------------------------------------------------
+
+    def logs(self) -> str:
+        return self.backend.logs(self._record.job_id)
+
+    def follow_logs(self, out: TextIO = sys.stdout) -> str:
+        """Print the log as it grows until the job ends; returns the final status."""
+        return self.attach(out=out, progress=False, raw=True)
+
+    def metrics(self) -> list[dict]:
+        """The per-iteration metrics series: from the run's metrics.jsonl when this machine has the run's folder,
+        otherwise from the structured lines of the job log."""
+        path = self.run_dir / "metrics.jsonl" if self.run_dir else None
+        if path and path.is_file():
+            rows = []
+            for line in path.read_text().splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    continue  # a line being written
+            return rows
+        return [p for k, p in events.parse_log(self.logs()) if k == "metrics"]
+
+    def checkpoints(self) -> list[CheckpointRecord]:
+        self.refresh()
+        return self.registry.checkpoints(self.id)
+
+    def latest_checkpoint(self) -> str | None:
+        cps = self.checkpoints()
+        return cps[-1].path if cps else None
+
+    # --- attach --------------------------------------------------------------------------------------------------
+
+    def attach(self, out: TextIO = sys.stdout, progress: bool = True, raw: bool = False) -> str:
+        """Stream the job's log, with a live progress line, until the job ends. Returns the final status.
+
+        Structured `[rlo:...]` lines are shown as the progress line (or verbatim with raw=True)."""
+        rec = self.refresh()
+        stop = self._stop_criteria()
+        tty = progress and hasattr(out, "isatty") and out.isatty()
+        state = {"progress": None}
+
+        def show(line: str) -> None:
+            ev = events.parse_line(line)
+            if ev and not raw:
+                kind, payload = ev
+                if kind == "metrics" and progress:
+                    self._record_live(kind, payload)
+                    text = progress_line(payload, stop, time.time() - rec.created_at)
+                    if tty:
+                        state["progress"] = text
+                        out.write("\r\033[K" + text)
+                    else:
+                        out.write(text + "\n")
+                    out.flush()
+                    return
+                if kind == "checkpoint":
+                    self._record_live(kind, payload)
+                    line = f"[rlo] checkpoint at iteration {payload.get('iteration')}: {payload.get('path')}"
+                elif kind == "notice":
+                    line = f"[rlo] note: {payload.get('message')}"
+                elif kind == "summary":
+                    return
+                elif kind == "metrics":
+                    return
+            if tty and state["progress"]:
+                out.write("\r\033[K")
+            out.write(line + "\n")
+            if tty and state["progress"]:
+                out.write(state["progress"])
+            out.flush()
+
+        if rec.status in TERMINAL:
+            for line in self.logs().splitlines():
+                show(line)
+        else:
+            asyncio.run(self._stream(show))
+        if tty and state["progress"]:
+            out.write("\n")
+        final = self.wait()
+        rec = self._record
+        if progress:
+            out.write(f"[rlo] run {self.id} {final}" + (f": {rec.stop_reason}" if rec.stop_reason else "")
+                      + (f": {rec.message}" if final != "SUCCEEDED" and rec.message else "") + "\n")
+            out.flush()
+        return final
+
+    async def _stream(self, show) -> None:
+        buffer = ""
+        async for chunk in self.backend.tail(self._record.job_id):
+            buffer += chunk
+            *lines, buffer = buffer.split("\n")
+            for line in lines:
+                show(line)
+        if buffer:
+            show(buffer)
+
+    def _record_live(self, kind: str, payload: dict) -> None:
+        if kind == "checkpoint" and payload.get("path"):
+            self.registry.add_checkpoint(self.id, payload["path"], payload.get("iteration"), payload.get("metrics"))
+
+
+def _last_error(log: str) -> str | None:
+    for line in reversed(log.splitlines()):
+        head = line.split(":", 1)[0]
+        if line.strip() and ("Error" in head or "Exception" in head):
+            return line.strip()[:500]
+    return None
+
+
+def attach(run_id: str, token: str | None = None) -> Run:
+    """A handle on an existing run, by id (or a unique prefix of it)."""
+    registry = Registry(settings().registry_path)
+    return Run(registry.get(run_id), registry, token=token)
+
+
+def list_runs(limit: int | None = 20) -> list[RunRecord]:
+    return Registry(settings().registry_path).list(limit=limit)
