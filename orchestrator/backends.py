@@ -117,10 +117,20 @@ class RayJobsBackend:
         except Exception as e:
             raise self._translate(e) from None
 
-    def submit(self, *, job_id: str, entrypoint: str, runtime_env: dict, metadata: dict) -> str:
+    def submit(self, *, job_id: str, entrypoint: str, runtime_env: dict, metadata: dict,
+               agent_wait_s: float = 60.0) -> str:
         c = self.client()
-        return self._call(c.submit_job, entrypoint=entrypoint, submission_id=job_id, runtime_env=runtime_env,
-                          metadata={k: str(v) for k, v in metadata.items()})
+        deadline = time.monotonic() + agent_wait_s
+        while True:
+            try:
+                return c.submit_job(entrypoint=entrypoint, submission_id=job_id, runtime_env=runtime_env,
+                                    metadata={k: str(v) for k, v in metadata.items()})
+            except Exception as e:
+                # A head that just started answers before its node agent has registered: wait for it.
+                if "No available agent" in str(e) and time.monotonic() < deadline:
+                    time.sleep(1.0)
+                    continue
+                raise self._translate(e) from None
 
     def status(self, job_id: str) -> tuple[str, str | None]:
         info = self._call(self.client().get_job_info, job_id)

@@ -84,8 +84,9 @@ def _http_ok(url: str, headers: dict[str, str], timeout: float = 3.0) -> bool:
 
 
 def _free_port() -> int:
+    # Checked on all interfaces: Ray binds some of its ports on the node's address, not on loopback.
     with socket.socket() as s:
-        s.bind((HOST, 0))
+        s.bind(("", 0))
         return s.getsockname()[1]
 
 
@@ -150,7 +151,11 @@ class LocalRayManager:
             _ray_executable(), "start", "--head", "--block",
             f"--node-ip-address={HOST}", f"--port={gcs_port}",
             "--include-dashboard=true", f"--dashboard-host={HOST}", f"--dashboard-port={dash_port}",
+            # Every fixed default port gets a free one instead, so this Ray can run beside another Ray.
             f"--ray-client-server-port={_free_port()}",
+            f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+            f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}",
+            f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}",
             f"--num-cpus={num_cpus}", "--num-gpus=0",
             f"--temp-dir={temp_dir}", "--disable-usage-stats",
         ]

@@ -192,6 +192,7 @@ class JobSpec(Model):
     use_gpu: bool | Literal["auto"] = Field("auto", description="Learner on GPU; `auto`: when the head has one.")
     seed: int | None = None
     pip: list[str] = Field(default_factory=list, description="Extra pip packages for the job's runtime env.")
+    env_vars: dict[str, str] = Field(default_factory=dict, description="Environment variables for the job.")
 
     @field_validator("num_env_runners")
     @classmethod
@@ -208,6 +209,14 @@ class JobSpec(Model):
                 metrics.normalize(key)
             except KeyError as e:
                 raise ValueError(f"stop criterion on unknown metric `{key}`; {e.args[0]}") from None
+        return v
+
+    @field_validator("env_vars")
+    @classmethod
+    def _not_reserved(cls, v: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(k for k in v if k.startswith("RLO_") or k.startswith("SM_"))
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)}: RLO_*/SM_* variables are set by the tool (the job contract)")
         return v
 
     @field_validator("env")
@@ -345,5 +354,8 @@ def load_spec(path: str | os.PathLike) -> Spec:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
+        ctx, ctx_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if ctx and ctx_mark:
+            problem += f" ({ctx} that starts at line {ctx_mark.line + 1}, column {ctx_mark.column + 1})"
         raise SpecError(f"{p}{':' + where if where else ''}", [("", f"not valid YAML: {problem}", None)]) from None
     return parse_spec(data, str(p), p.resolve().parent)

@@ -7,6 +7,7 @@ before the registry row exists and before anything reaches the engine, so a bad 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shlex
 import sys
@@ -107,9 +108,14 @@ def submit(spec: Spec, *, address: str | None = None, token: str | None = None, 
     plan: Plan = plan_spec(spec)
     notices = spec.job.normalized_stop()[1] + validate_job(spec)
     address = address or spec.cluster.address
-    backend = RayJobsBackend.remote(address, token) if address else RayJobsBackend.embedded(quiet=quiet)
-    cpus, gpus = backend.resources()
-    check_fits(plan, cpus=cpus, gpus=gpus, where=backend.describe())
+    if address:
+        backend = RayJobsBackend.remote(address, token)
+        cpus, gpus = backend.resources()
+        check_fits(plan, cpus=cpus, gpus=gpus, where=backend.describe())
+    else:
+        # The embedded Ray gets this machine's CPUs: check before starting anything.
+        check_fits(plan, cpus=os.cpu_count() or 1, gpus=0, where="the embedded local Ray (this machine)")
+        backend = RayJobsBackend.embedded(quiet=quiet)
 
     run_id = new_run_id(spec)
     now = time.time()
@@ -124,7 +130,7 @@ def submit(spec: Spec, *, address: str | None = None, token: str | None = None, 
     else:
         job_run_dir = f"{REMOTE_RUNS_DIR}/{run_id}"
     spec_json = json.dumps(spec.to_dict())
-    env_vars = contract_env(run_id, job_run_dir, plan.as_env(), spec_json, now)
+    env_vars = {**spec.job.env_vars, **contract_env(run_id, job_run_dir, plan.as_env(), spec_json, now)}
     entrypoint = _entrypoint(spec)
 
     registry = Registry(cfg.registry_path)
