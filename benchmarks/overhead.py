@@ -25,9 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 JOB = {
-    "algorithm": "PPO", "env": "CartPole-v1", "num_envs_per_env_runner": 8, "seed": 0,
-    "hyperparameters": {"train_batch_size_per_learner": 4000, "minibatch_size": 512, "num_epochs": 6,
-                        "lr": 0.0003},
+    "algorithm": "PPO",
+    "env": "CartPole-v1",
+    "num_envs_per_env_runner": 8,
+    "seed": 0,
+    "hyperparameters": {"train_batch_size_per_learner": 4000, "minibatch_size": 512, "num_epochs": 6, "lr": 0.0003},
     "checkpoint": {"frequency": 0, "at_end": True},
 }
 
@@ -77,8 +79,14 @@ def main() -> None:
         tmp = Path(tmp)
         env = dict(os.environ, RLO_HOME=str(tmp / "home"))
         spec = tmp / "spec.yaml"
-        spec.write_text(yaml.safe_dump({"cluster": {"head": {"instance_type": "local"}},
-                                        "job": JOB | {"stop": {"training_iteration": args.iterations}}}))
+        spec.write_text(
+            yaml.safe_dump(
+                {
+                    "cluster": {"head": {"instance_type": "local"}},
+                    "job": JOB | {"stop": {"training_iteration": args.iterations}},
+                }
+            )
+        )
         script = tmp / "plain.py"
         script.write_text(PLAIN)
 
@@ -103,8 +111,10 @@ def main() -> None:
         ratio = wall / ref_wall
         print(f"{name:40} {wall:9.1f} {first:18.1f} {ratio:13.3f}x")
     warm = results["rlo (warm: embedded Ray already up)"][0]
-    print(f"\norchestration overhead (warm): {100 * (warm / ref_wall - 1):+.1f}% of a {ref_wall:.0f} s job "
-          f"(goal: under +10%)")
+    print(
+        f"\norchestration overhead (warm): {100 * (warm / ref_wall - 1):+.1f}% of a {ref_wall:.0f} s job "
+        f"(goal: under +10%)"
+    )
 
 
 if __name__ == "__main__":

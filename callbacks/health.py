@@ -61,8 +61,10 @@ def env_runner_errors(algorithm) -> str:
         found.append(_last_error_line(str(e)))
     distinct = list(dict.fromkeys(found))
     if not distinct:
-        return (f"{group.num_healthy_remote_env_runners()}/{group.num_remote_env_runners()} env runners healthy, "
-                "but none returned samples")
+        return (
+            f"{group.num_healthy_remote_env_runners()}/{group.num_remote_env_runners()} env runners healthy, "
+            "but none returned samples"
+        )
     return "; ".join(distinct)
 
 

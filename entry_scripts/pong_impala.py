@@ -65,8 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     # The seed's resource keys, if given, win over the plan (with the plan's values as defaults).
     num_env_runners = int(settings.pop("num_workers", settings.pop("num_env_runners", ctx.num_env_runners)))
     num_gpus = float(settings.pop("num_gpus", ctx.num_gpus))
-    job = JobSpec(algorithm=args.run, env=args.env, hyperparameters=settings, stop=args.stop,
-                  num_envs_per_env_runner=ctx.num_envs_per_env_runner)
+    job = JobSpec(
+        algorithm=args.run,
+        env=args.env,
+        hyperparameters=settings,
+        stop=args.stop,
+        num_envs_per_env_runner=ctx.num_envs_per_env_runner,
+    )
     stop, notices = job.normalized_stop()
     for n in notices:
         events.emit("notice", {"message": n})

@@ -15,7 +15,6 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 
 from orchestrator import events
 from orchestrator.contract import job_context
@@ -37,10 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     numbers = ctx if ctx.inside_rlo else plan_spec(spec)
     for d in (ctx.run_dir, ctx.model_dir, ctx.output_dir):
         d.mkdir(parents=True, exist_ok=True)
-    (ctx.run_dir / "job.json").write_text(json.dumps({
-        "argv": [sys.executable, *sys.argv], "cwd": os.getcwd(), "pid": os.getpid(), "started": time.time(),
-        "host": os.uname().nodename,
-    }, indent=2))
+    (ctx.run_dir / "job.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, *sys.argv],
+                "cwd": os.getcwd(),
+                "pid": os.getpid(),
+                "started": time.time(),
+                "host": os.uname().nodename,
+            },
+            indent=2,
+        )
+    )
 
     deadline = None
     if job.max_run_duration_seconds:
@@ -55,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.jobside import preflight_env, summarize
 
     ray.init(log_to_driver=True)
-    source_dir = os.environ.get("RLO_SOURCE_DIR") or None
+    # A user's env module arrives with the job's working directory (`job.source_dir`), on every worker's path.
+    source_dir = None
 
     # 1. Can the env be made where the env runners run? (a missing dependency fails here, in seconds)
     preflight_env(job.env, job.env_config, source_dir)
@@ -117,8 +125,11 @@ def _hard_deadline(at: float) -> None:
 
     def watchdog():
         time.sleep(max(0.0, at - time.time()))
-        print("[rlo] max_run_duration_seconds exceeded and the job did not stop; killing the driver",
-              file=sys.stderr, flush=True)
+        print(
+            "[rlo] max_run_duration_seconds exceeded and the job did not stop; killing the driver",
+            file=sys.stderr,
+            flush=True,
+        )
         os._exit(3)
 
     threading.Thread(target=watchdog, daemon=True, name="rlo-deadline").start()

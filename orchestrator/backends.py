@@ -20,8 +20,13 @@ EMBEDDED = "ray-local"
 REMOTE = "ray"
 
 # Ray job status -> our run status (the same names, plus the ones only we have).
-_STATUS = {"PENDING": "PENDING", "RUNNING": "RUNNING", "SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED",
-           "STOPPED": "STOPPED"}
+_STATUS = {
+    "PENDING": "PENDING",
+    "RUNNING": "RUNNING",
+    "SUCCEEDED": "SUCCEEDED",
+    "FAILED": "FAILED",
+    "STOPPED": "STOPPED",
+}
 
 
 def _normalize_address(address: str) -> str:
@@ -61,7 +66,9 @@ class RayJobsBackend:
         mgr = LocalRayManager()
         local = mgr.ensure(quiet=quiet) if ensure else mgr.current()
         if local is None:
-            raise EngineError("the embedded Ray is not running", )
+            raise EngineError(
+                "the embedded Ray is not running",
+            )
         return cls(EMBEDDED, local.dashboard_url, local.headers())
 
     @classmethod
@@ -117,14 +124,19 @@ class RayJobsBackend:
         except Exception as e:
             raise self._translate(e) from None
 
-    def submit(self, *, job_id: str, entrypoint: str, runtime_env: dict, metadata: dict,
-               agent_wait_s: float = 60.0) -> str:
+    def submit(
+        self, *, job_id: str, entrypoint: str, runtime_env: dict, metadata: dict, agent_wait_s: float = 60.0
+    ) -> str:
         c = self.client()
         deadline = time.monotonic() + agent_wait_s
         while True:
             try:
-                return c.submit_job(entrypoint=entrypoint, submission_id=job_id, runtime_env=runtime_env,
-                                    metadata={k: str(v) for k, v in metadata.items()})
+                return c.submit_job(
+                    entrypoint=entrypoint,
+                    submission_id=job_id,
+                    runtime_env=runtime_env,
+                    metadata={k: str(v) for k, v in metadata.items()},
+                )
             except Exception as e:
                 # A head that just started answers before its node agent has registered: wait for it.
                 if "No available agent" in str(e) and time.monotonic() < deadline:
@@ -181,4 +193,8 @@ class RayJobsBackend:
         return cpus, gpus
 
     def describe(self) -> str:
-        return f"the embedded local Ray ({self.address})" if self.name == EMBEDDED else f"the Ray cluster at {self.address}"
+        return (
+            f"the embedded local Ray ({self.address})"
+            if self.name == EMBEDDED
+            else f"the Ray cluster at {self.address}"
+        )

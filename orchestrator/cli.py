@@ -35,8 +35,9 @@ def run_main(fn: Callable[[], int]) -> int:
     except Exception as e:  # a bug of ours: say so, briefly
         if debug:
             raise
-        print(f"rlo: internal error: {type(e).__name__}: {e}\n  (set RLO_DEBUG=1 to see the traceback)",
-              file=sys.stderr)
+        print(
+            f"rlo: internal error: {type(e).__name__}: {e}\n  (set RLO_DEBUG=1 to see the traceback)", file=sys.stderr
+        )
         return 1
 
 
@@ -104,8 +105,11 @@ def _attach(run, args) -> int:
     try:
         final = run.attach(progress=not getattr(args, "raw", False), raw=getattr(args, "raw", False))
     except KeyboardInterrupt:
-        print(f"\n[rlo] detached; the job goes on. `rlo attach {run.id}` to follow it again, "
-              f"`rlo stop {run.id}` to stop it.", file=sys.stderr)
+        print(
+            f"\n[rlo] detached; the job goes on. `rlo attach {run.id}` to follow it again, "
+            f"`rlo stop {run.id}` to stop it.",
+            file=sys.stderr,
+        )
         return 130
     return 0 if final == "SUCCEEDED" else 1
 
@@ -122,12 +126,24 @@ def cmd_status(args) -> int:
     run = attach(args.run, token=args.token)
     rec = run.refresh()
     if args.json:
-        print(json.dumps({
-            "id": rec.id, "status": rec.status, "message": rec.message, "stop_reason": rec.stop_reason,
-            "backend": rec.backend, "address": rec.address, "created_at": rec.created_at,
-            "ended_at": rec.ended_at, "run_dir": rec.run_dir, "final_metrics": rec.final_metrics,
-            "checkpoints": [c.path for c in run.registry.checkpoints(rec.id)],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "id": rec.id,
+                    "status": rec.status,
+                    "message": rec.message,
+                    "stop_reason": rec.stop_reason,
+                    "backend": rec.backend,
+                    "address": rec.address,
+                    "created_at": rec.created_at,
+                    "ended_at": rec.ended_at,
+                    "run_dir": rec.run_dir,
+                    "final_metrics": rec.final_metrics,
+                    "checkpoints": [c.path for c in run.registry.checkpoints(rec.id)],
+                },
+                indent=2,
+            )
+        )
         return 0
     print(f"{rec.id}: {rec.status}")
     print(f"  submitted {_fmt_time(rec.created_at)} to {rec.backend} ({rec.address})")
@@ -141,8 +157,10 @@ def cmd_status(args) -> int:
         from . import metrics
 
         fm = rec.final_metrics
-        print(f"  final     iter {fm.get('training_iteration')}, {_fmt_metric(fm.get(metrics.ENV_STEPS))} env steps, "
-              f"return mean {_fmt_metric(fm.get(metrics.RETURN_MEAN))}")
+        print(
+            f"  final     iter {fm.get('training_iteration')}, {_fmt_metric(fm.get(metrics.ENV_STEPS))} env steps, "
+            f"return mean {_fmt_metric(fm.get(metrics.RETURN_MEAN))}"
+        )
     cps = run.registry.checkpoints(rec.id)
     if cps:
         print(f"  checkpoints ({len(cps)}), latest: {cps[-1].path}")
@@ -176,8 +194,8 @@ def cmd_stop(args) -> int:
 
 def cmd_list(args) -> int:
     from . import metrics
-    from .run import Run, list_runs
     from .registry import Registry
+    from .run import Run, list_runs
     from .settings import settings
 
     records = list_runs(limit=args.limit)
@@ -191,10 +209,22 @@ def cmd_list(args) -> int:
                 pass
         refreshed.append(rec)
     if args.json:
-        print(json.dumps([{
-            "id": r.id, "status": r.status, "created_at": r.created_at, "backend": r.backend,
-            "final_metrics": r.final_metrics, "stop_reason": r.stop_reason,
-        } for r in refreshed], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": r.id,
+                        "status": r.status,
+                        "created_at": r.created_at,
+                        "backend": r.backend,
+                        "final_metrics": r.final_metrics,
+                        "stop_reason": r.stop_reason,
+                    }
+                    for r in refreshed
+                ],
+                indent=2,
+            )
+        )
         return 0
     if not refreshed:
         print("no runs yet (rlo submit SPEC.yaml)")
@@ -202,12 +232,20 @@ def cmd_list(args) -> int:
     rows = [("RUN", "STATUS", "SUBMITTED", "ITER", "ENV STEPS", "RETURN MEAN", "WHY")]
     for r in refreshed:
         fm = r.final_metrics or {}
-        rows.append((r.id, r.status, _fmt_time(r.created_at), _fmt_metric(fm.get("training_iteration")),
-                     _fmt_metric(fm.get(metrics.ENV_STEPS)), _fmt_metric(fm.get(metrics.RETURN_MEAN)),
-                     (r.stop_reason or r.message or "")[:60]))
+        rows.append(
+            (
+                r.id,
+                r.status,
+                _fmt_time(r.created_at),
+                _fmt_metric(fm.get("training_iteration")),
+                _fmt_metric(fm.get(metrics.ENV_STEPS)),
+                _fmt_metric(fm.get(metrics.RETURN_MEAN)),
+                (r.stop_reason or r.message or "")[:60],
+            )
+        )
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
     return 0
 
 
@@ -221,8 +259,10 @@ def cmd_metrics(args) -> int:
         return 0
     print(f"{'iter':>5} {'env steps':>12} {'return mean':>12} {'time (s)':>9}")
     for r in series:
-        print(f"{_fmt_metric(r.get('training_iteration')):>5} {_fmt_metric(r.get(metrics.ENV_STEPS)):>12} "
-              f"{_fmt_metric(r.get(metrics.RETURN_MEAN)):>12} {_fmt_metric(r.get('time_total_s')):>9}")
+        print(
+            f"{_fmt_metric(r.get('training_iteration')):>5} {_fmt_metric(r.get(metrics.ENV_STEPS)):>12} "
+            f"{_fmt_metric(r.get(metrics.RETURN_MEAN)):>12} {_fmt_metric(r.get('time_total_s')):>9}"
+        )
     return 0
 
 

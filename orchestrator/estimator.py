@@ -1,16 +1,16 @@
 """The Python face of `rlo submit`, shaped like the managed services' estimators.
 
-    from orchestrator import Estimator, ClusterSpec, HeadConfiguration, WorkerConfiguration, JobSpec
+from orchestrator import Estimator, ClusterSpec, HeadConfiguration, WorkerConfiguration, JobSpec
 
-    est = Estimator(
-        cluster=ClusterSpec(head=HeadConfiguration(instance_type="STANDARD_NC6"),
-                            workers=[WorkerConfiguration(instance_type="STANDARD_D2_V2", node_count=4)]),
-        job=JobSpec(algorithm="IMPALA", env="PongNoFrameskip-v4", stop={"episode_reward_mean": 18}),
-    )
-    print(est.plan().explain())       # rlo plan
-    run = est.fit(wait=False)         # rlo submit
-    run.attach()                      # rlo attach
-    Estimator.attach(run.id)          # a handle on an existing run (SageMaker's RLEstimator.attach)
+est = Estimator(
+    cluster=ClusterSpec(head=HeadConfiguration(instance_type="STANDARD_NC6"),
+                        workers=[WorkerConfiguration(instance_type="STANDARD_D2_V2", node_count=4)]),
+    job=JobSpec(algorithm="IMPALA", env="PongNoFrameskip-v4", stop={"episode_reward_mean": 18}),
+)
+print(est.plan().explain())       # rlo plan
+run = est.fit(wait=False)         # rlo submit
+run.attach()                      # rlo attach
+Estimator.attach(run.id)          # a handle on an existing run (SageMaker's RLEstimator.attach)
 """
 
 from __future__ import annotations
@@ -25,8 +25,15 @@ from .spec import ClusterSpec, JobSpec, Spec, load_spec
 
 
 class Estimator:
-    def __init__(self, job: JobSpec | None = None, cluster: ClusterSpec | None = None, *,
-                 spec: Spec | None = None, address: str | None = None, token: str | None = None) -> None:
+    def __init__(
+        self,
+        job: JobSpec | None = None,
+        cluster: ClusterSpec | None = None,
+        *,
+        spec: Spec | None = None,
+        address: str | None = None,
+        token: str | None = None,
+    ) -> None:
         if spec is None:
             if job is None:
                 raise TypeError("Estimator needs a `job` (and optionally a `cluster`), or a `spec`")
@@ -47,8 +54,7 @@ class Estimator:
         """Submit the job. With wait=True, stay attached (printing the log when `logs`) until it ends."""
         from .submit import submit
 
-        run = submit(self.spec, address=self.address, token=self.token,
-                     command=f"Estimator.fit() from {os.getcwd()}")
+        run = submit(self.spec, address=self.address, token=self.token, command=f"Estimator.fit() from {os.getcwd()}")
         self.latest_run = run
         if wait:
             if logs:

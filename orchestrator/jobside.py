@@ -21,8 +21,7 @@ def _probe_env(env_id: str, env_config: dict, source_dir: str | None) -> dict:
     env.step(env.action_space.sample())
     shape = getattr(obs, "shape", None)
     env.close()
-    return {"observation_shape": list(shape) if shape is not None else None,
-            "action_space": str(env.action_space)}
+    return {"observation_shape": list(shape) if shape is not None else None, "action_space": str(env.action_space)}
 
 
 def preflight_env(env_id: str, env_config: dict, source_dir: str | None) -> dict:
@@ -58,8 +57,14 @@ def summarize(results, stop: dict[str, float], deadline: float | None) -> dict:
     """What happened: status, why it stopped, final metrics, checkpoints."""
     from callbacks.metrics import compact_result
 
-    summary: dict = {"status": "succeeded", "stop_reason": None, "error": None, "final": None,
-                     "final_checkpoint": None, "checkpoints": []}
+    summary: dict = {
+        "status": "succeeded",
+        "stop_reason": None,
+        "error": None,
+        "final": None,
+        "final_checkpoint": None,
+        "checkpoints": [],
+    }
     if len(results) == 0:
         summary.update(status="failed", error="Tune returned no trial")
         return summary
@@ -69,16 +74,18 @@ def summarize(results, stop: dict[str, float], deadline: float | None) -> dict:
     if result.checkpoint is not None:
         summary["final_checkpoint"] = result.checkpoint.path
     summary["checkpoints"] = [
-        {"path": c.path, "iteration": (m or {}).get("training_iteration")}
-        for c, m in (result.best_checkpoints or [])
+        {"path": c.path, "iteration": (m or {}).get("training_iteration")} for c, m in (result.best_checkpoints or [])
     ]
     if result.error is not None:
         from callbacks.health import _last_error_line
 
         summary.update(status="failed", error=_last_error_line(str(result.error)))
         return summary
-    met = [f"{k} = {metrics.lookup(last, k):g} >= {v:g}" for k, v in stop.items()
-           if _criterion_met(metrics.lookup(last, k), v)]
+    met = [
+        f"{k} = {metrics.lookup(last, k):g} >= {v:g}"
+        for k, v in stop.items()
+        if _criterion_met(metrics.lookup(last, k), v)
+    ]
     if met:
         summary["stop_reason"] = "stop criterion met: " + "; ".join(met)
     elif deadline and time.time() >= deadline - 1:

@@ -148,16 +148,27 @@ class LocalRayManager:
         gcs_port, dash_port = _free_port(), _free_port()
         log_path = self.dir / "ray-head.log"
         cmd = [
-            _ray_executable(), "start", "--head", "--block",
-            f"--node-ip-address={HOST}", f"--port={gcs_port}",
-            "--include-dashboard=true", f"--dashboard-host={HOST}", f"--dashboard-port={dash_port}",
+            _ray_executable(),
+            "start",
+            "--head",
+            "--block",
+            f"--node-ip-address={HOST}",
+            f"--port={gcs_port}",
+            "--include-dashboard=true",
+            f"--dashboard-host={HOST}",
+            f"--dashboard-port={dash_port}",
             # Every fixed default port gets a free one instead, so this Ray can run beside another Ray.
             f"--ray-client-server-port={_free_port()}",
-            f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
-            f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}",
-            f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}",
-            f"--num-cpus={num_cpus}", "--num-gpus=0",
-            f"--temp-dir={temp_dir}", "--disable-usage-stats",
+            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--dashboard-agent-grpc-port={_free_port()}",
+            f"--metrics-export-port={_free_port()}",
+            f"--runtime-env-agent-port={_free_port()}",
+            f"--node-manager-port={_free_port()}",
+            f"--object-manager-port={_free_port()}",
+            f"--num-cpus={num_cpus}",
+            "--num-gpus=0",
+            f"--temp-dir={temp_dir}",
+            "--disable-usage-stats",
         ]
         env = dict(os.environ)
         env.update(
@@ -172,8 +183,13 @@ class LocalRayManager:
             print(f"[rlo] starting the embedded Ray on {HOST} ({num_cpus} CPUs) ...", file=sys.stderr, flush=True)
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                start_new_session=True, cwd=str(self.dir),
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+                cwd=str(self.dir),
             )
         state = LocalRay(
             pid=proc.pid,

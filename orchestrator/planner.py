@@ -117,7 +117,9 @@ class Plan:
         widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
         lines = []
         for i, r in enumerate(rows):
-            cells = [str(c).ljust(w) if j < 2 else str(c).rjust(w) for j, (c, w) in enumerate(zip(r, widths))]
+            cells = [
+                str(c).ljust(w) if j < 2 else str(c).rjust(w) for j, (c, w) in enumerate(zip(r, widths, strict=False))
+            ]
             lines.append("  " + "  ".join(cells).rstrip())
             if i == 0 or i == len(rows) - 2:
                 lines.append("  " + "  ".join("-" * w for w in widths))
@@ -201,9 +203,7 @@ def plan_env_runners(cluster: ClusterSpec, job: JobSpec | None = None) -> Plan:
     if job.num_env_runners == "auto":
         num_runners = max(0, available)
         if available <= 0:
-            arithmetic.append(
-                "no vCPU left for remote env runners: sampling runs in the driver (num_env_runners=0)"
-            )
+            arithmetic.append("no vCPU left for remote env runners: sampling runs in the driver (num_env_runners=0)")
     else:
         num_runners = job.num_env_runners
         if num_runners > max(0, available):
@@ -228,9 +228,7 @@ def plan_env_runners(cluster: ClusterSpec, job: JobSpec | None = None) -> Plan:
         left -= take
     spread["head"] = left
     if pools:
-        arithmetic.append(
-            "spread: " + ", ".join(f"{n} {k}" for k, n in spread.items()) + " env runners"
-        )
+        arithmetic.append("spread: " + ", ".join(f"{n} {k}" for k, n in spread.items()) + " env runners")
     if job.num_envs_per_env_runner > 1:
         arithmetic.append(
             f"envs: {max(1, num_runners)} runner(s) x {job.num_envs_per_env_runner} vectorized envs "
@@ -264,8 +262,11 @@ def check_fits(plan: Plan, *, cpus: float, gpus: float, where: str) -> None:
         return
     parts = []
     if need_cpu > cpus:
-        parts.append(f"{need_cpu} CPUs (1 driver/learner + {plan.num_env_runners} env runners"
-                     + (f" + {plan.extra_cpus} extra actors" if plan.extra_cpus else "") + ")")
+        parts.append(
+            f"{need_cpu} CPUs (1 driver/learner + {plan.num_env_runners} env runners"
+            + (f" + {plan.extra_cpus} extra actors" if plan.extra_cpus else "")
+            + ")"
+        )
     if need_gpu > gpus:
         parts.append(f"{need_gpu:g} GPU(s) for the learner")
     raise PlanError(

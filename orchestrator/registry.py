@@ -150,16 +150,38 @@ class Registry:
                    status, message, stop_reason, spec_json, plan_json, command, run_dir, final_metrics_json,
                    resumed_from, extra_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
                 (
-                    rec.id, rec.name, rec.created_at, rec.updated_at, rec.started_at, rec.ended_at, rec.backend,
-                    rec.address, rec.job_id, rec.status, rec.message, rec.stop_reason, json.dumps(rec.spec),
-                    json.dumps(rec.plan) if rec.plan is not None else None, rec.command, rec.run_dir,
-                    json.dumps(rec.final_metrics) if rec.final_metrics is not None else None, rec.resumed_from,
+                    rec.id,
+                    rec.name,
+                    rec.created_at,
+                    rec.updated_at,
+                    rec.started_at,
+                    rec.ended_at,
+                    rec.backend,
+                    rec.address,
+                    rec.job_id,
+                    rec.status,
+                    rec.message,
+                    rec.stop_reason,
+                    json.dumps(rec.spec),
+                    json.dumps(rec.plan) if rec.plan is not None else None,
+                    rec.command,
+                    rec.run_dir,
+                    json.dumps(rec.final_metrics) if rec.final_metrics is not None else None,
+                    rec.resumed_from,
                     json.dumps(rec.extra),
                 ),
             )
 
     _COLUMNS = {
-        "status", "message", "stop_reason", "started_at", "ended_at", "job_id", "address", "run_dir", "command",
+        "status",
+        "message",
+        "stop_reason",
+        "started_at",
+        "ended_at",
+        "job_id",
+        "address",
+        "run_dir",
+        "command",
     }
     _JSON_COLUMNS = {"final_metrics": "final_metrics_json", "plan": "plan_json", "extra": "extra_json"}
 
@@ -230,7 +252,10 @@ class Registry:
             ).fetchall()
         return [
             CheckpointRecord(
-                r["run_id"], r["path"], r["iteration"], r["created_at"],
+                r["run_id"],
+                r["path"],
+                r["iteration"],
+                r["created_at"],
                 json.loads(r["metrics_json"]) if r["metrics_json"] else None,
             )
             for r in rows

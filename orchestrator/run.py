@@ -1,8 +1,8 @@
 """A handle on a submitted run: status, logs, attach, stop, metrics, checkpoints.
 
-    run = attach("rlo-cartpole-20261122-101500-ab12")   # like SageMaker's RLEstimator.attach
-    run.attach()          # stream the log and a progress line until the job ends
-    run.metrics()         # the per-iteration series
+run = attach("rlo-cartpole-20261122-101500-ab12")   # like SageMaker's RLEstimator.attach
+run.attach()          # stream the log and a progress line until the job ends
+run.metrics()         # the per-iteration series
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from .spec import JobSpec
 
 
 class Run:
-    def __init__(self, record: RunRecord, registry: Registry, backend: RayJobsBackend | None = None,
-                 token: str | None = None) -> None:
+    def __init__(
+        self, record: RunRecord, registry: Registry, backend: RayJobsBackend | None = None, token: str | None = None
+    ) -> None:
         self._record = record
         self.registry = registry
         self._backend = backend
@@ -90,8 +91,7 @@ class Run:
         last_metrics = next((p for k, p in reversed(parsed) if k == "metrics"), None)
         for kind, payload in parsed:
             if kind == "checkpoint" and payload.get("path"):
-                self.registry.add_checkpoint(self.id, payload["path"], payload.get("iteration"),
-                                             payload.get("metrics"))
+                self.registry.add_checkpoint(self.id, payload["path"], payload.get("iteration"), payload.get("metrics"))
         fields = {"status": status, "ended_at": time.time()}
         if summary:
             if summary.get("final_checkpoint"):
@@ -211,8 +211,12 @@ class Run:
         final = self.wait()
         rec = self._record
         if progress:
-            out.write(f"[rlo] run {self.id} {final}" + (f": {rec.stop_reason}" if rec.stop_reason else "")
-                      + (f": {rec.message}" if final != "SUCCEEDED" and rec.message else "") + "\n")
+            out.write(
+                f"[rlo] run {self.id} {final}"
+                + (f": {rec.stop_reason}" if rec.stop_reason else "")
+                + (f": {rec.message}" if final != "SUCCEEDED" and rec.message else "")
+                + "\n"
+            )
             out.flush()
         return final
 

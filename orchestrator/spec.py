@@ -1,7 +1,7 @@
 """The spec a user writes: a cluster (head + worker pools) and a job. Pydantic v2, strict, YAML in and out.
 
-    spec = load_spec("cluster_configs/local-cartpole.yaml")   # SpecError names file, field, fix
-    spec.to_yaml()                                             # round trip
+spec = load_spec("cluster_configs/local-cartpole.yaml")   # SpecError names file, field, fix
+spec.to_yaml()                                             # round trip
 """
 
 from __future__ import annotations
@@ -321,13 +321,12 @@ def problems_from(exc: ValidationError, model: type[BaseModel]) -> list[tuple[st
             msg = err["msg"].removeprefix("Value error, ")
             given = err.get("input")
             shown = (
-                ""
-                if isinstance(given, dict | list) or given is None or f"`{given}`" in msg
-                else f" (got `{given}`)"
+                "" if isinstance(given, dict | list) or given is None or f"`{given}`" in msg else f" (got `{given}`)"
             )
             what = msg + shown
             if kind in ("greater_than_equal", "greater_than"):
-                fix = f"use a value {'>=' if kind.endswith('equal') else '>'} {err['ctx'].get('ge', err['ctx'].get('gt'))}"
+                bound = err["ctx"].get("ge", err["ctx"].get("gt"))
+                fix = f"use a value {'>=' if kind.endswith('equal') else '>'} {bound}"
         out.append((path, what, fix))
     return out
 

@@ -12,7 +12,7 @@ import secrets
 import shlex
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .backends import EMBEDDED, RayJobsBackend
@@ -31,7 +31,7 @@ REMOTE_RUNS_DIR = "/tmp/rlo-runs"
 def new_run_id(spec: Spec) -> str:
     name = spec.job.name or (spec.job.algorithm or Path(spec.job.entry_script or "job").stem).lower()
     name = "".join(c if c.isalnum() or c == "-" else "-" for c in name.lower()).strip("-")[:30] or "job"
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"rlo-{name}-{stamp}-{secrets.token_hex(2)}"
 
 
@@ -101,8 +101,15 @@ def _runtime_env(spec: Spec, env_vars: dict[str, str], backend: RayJobsBackend) 
     return runtime_env
 
 
-def submit(spec: Spec, *, address: str | None = None, token: str | None = None, command: str | None = None,
-           quiet: bool = False, notices_out=None) -> Run:
+def submit(
+    spec: Spec,
+    *,
+    address: str | None = None,
+    token: str | None = None,
+    command: str | None = None,
+    quiet: bool = False,
+    notices_out=None,
+) -> Run:
     """Plan, check and submit `spec`; returns a Run at once (the job runs on without the caller)."""
     cfg = settings()
     plan: Plan = plan_spec(spec)
@@ -135,16 +142,27 @@ def submit(spec: Spec, *, address: str | None = None, token: str | None = None, 
 
     registry = Registry(cfg.registry_path)
     record = RunRecord(
-        id=run_id, name=spec.job.name or run_id, created_at=now, updated_at=now, backend=backend.name,
-        status="SUBMITTING", spec=spec.to_dict(), address=backend.address, plan=plan.to_dict(),
-        command=command or shlex.join(sys.argv), run_dir=job_run_dir,
+        id=run_id,
+        name=spec.job.name or run_id,
+        created_at=now,
+        updated_at=now,
+        backend=backend.name,
+        status="SUBMITTING",
+        spec=spec.to_dict(),
+        address=backend.address,
+        plan=plan.to_dict(),
+        command=command or shlex.join(sys.argv),
+        run_dir=job_run_dir,
         extra={"entrypoint": entrypoint, "notices": notices},
     )
     registry.create(record)
     try:
-        job_id = backend.submit(job_id=run_id, entrypoint=entrypoint,
-                                runtime_env=_runtime_env(spec, env_vars, backend),
-                                metadata={"rlo_run_id": run_id, "rlo_name": record.name})
+        job_id = backend.submit(
+            job_id=run_id,
+            entrypoint=entrypoint,
+            runtime_env=_runtime_env(spec, env_vars, backend),
+            metadata={"rlo_run_id": run_id, "rlo_name": record.name},
+        )
     except (RloError, Exception) as e:
         registry.update(run_id, status="SUBMIT_FAILED", message=str(e).splitlines()[0], ended_at=time.time())
         raise

@@ -152,8 +152,9 @@ def _make_env(env_id: str, source_dir: str | None, env_config: dict | None = Non
         cfg.setdefault("repeat_action_probability", 0.0)
         if "NoFrameskip" in env_id:
             cfg.pop("frameskip")  # fixed by the id itself
-        return wrap_atari_for_new_api_stack(gym.make(env_id.removeprefix("ale_py:"), **cfg), dim=dim,
-                                            framestack=framestack)
+        return wrap_atari_for_new_api_stack(
+            gym.make(env_id.removeprefix("ale_py:"), **cfg), dim=dim, framestack=framestack
+        )
     return gym.make(env_id, **cfg)
 
 
@@ -182,17 +183,33 @@ def preset(algorithm: str, env_kind: str) -> dict[str, Any]:
         }
         if algorithm == "PPO":
             return common | {
-                "lr": 1.5e-4, "num_epochs": 10, "minibatch_size": 64, "lambda_": 0.95, "kl_coeff": 0.5,
-                "clip_param": 0.1, "vf_clip_param": 10.0, "entropy_coeff": 0.01, "grad_clip": 100.0,
+                "lr": 1.5e-4,
+                "num_epochs": 10,
+                "minibatch_size": 64,
+                "lambda_": 0.95,
+                "kl_coeff": 0.5,
+                "clip_param": 0.1,
+                "vf_clip_param": 10.0,
+                "entropy_coeff": 0.01,
+                "grad_clip": 100.0,
             }
         return common | {
-            "lr": 6e-4, "entropy_coeff": 0.01, "vf_loss_coeff": 0.5, "grad_clip": 40.0,
-            "rollout_fragment_length": 50, "train_batch_size_per_learner": 500,
+            "lr": 6e-4,
+            "entropy_coeff": 0.01,
+            "vf_loss_coeff": 0.5,
+            "grad_clip": 40.0,
+            "rollout_fragment_length": 50,
+            "train_batch_size_per_learner": 500,
             "min_time_s_per_iteration": 5,
         }
     if algorithm == "PPO":
-        return {"lr": 3e-4, "num_epochs": 6, "vf_loss_coeff": 0.01, "minibatch_size": 512,
-                "train_batch_size_per_learner": 4000}
+        return {
+            "lr": 3e-4,
+            "num_epochs": 6,
+            "vf_loss_coeff": 0.01,
+            "minibatch_size": 512,
+            "train_batch_size_per_learner": 4000,
+        }
     return {"min_time_s_per_iteration": 2}
 
 
@@ -235,16 +252,23 @@ def translate_hyperparameters(algorithm: str, hyperparameters: dict[str, Any]) -
         out[new] = value
     if bad:
         raise UserError(
-            f"unknown {algorithm} hyperparameter(s): "
-            + ", ".join(f"`{k}`" + (f" ({h})" if h else "") for k, h in bad),
+            f"unknown {algorithm} hyperparameter(s): " + ", ".join(f"`{k}`" + (f" ({h})" if h else "") for k, h in bad),
             fix=f"use attributes of RLlib's {ALGORITHM_CONFIGS[algorithm][1]} (e.g. lr, gamma, "
             "train_batch_size_per_learner, minibatch_size, num_epochs, entropy_coeff)",
         )
     return out, notices
 
 
-def build_config(job: dict, *, num_env_runners: int, num_envs_per_env_runner: int, num_learners: int,
-                 num_gpus_per_learner: float, source_dir: str | None = None, callbacks=None):
+def build_config(
+    job: dict,
+    *,
+    num_env_runners: int,
+    num_envs_per_env_runner: int,
+    num_learners: int,
+    num_gpus_per_learner: float,
+    source_dir: str | None = None,
+    callbacks=None,
+):
     """The AlgorithmConfig for a (validated) job spec dict and the plan's numbers. Job side."""
     from ray import tune
 

@@ -38,8 +38,14 @@ def rlo(rlo_home):
 
     def run(*args, timeout=600, check_exit=None):
         env = dict(os.environ, RLO_HOME=str(rlo_home))
-        res = subprocess.run([sys.executable, "-m", "orchestrator.cli", *map(str, args)], capture_output=True,
-                             text=True, cwd=ROOT, timeout=timeout, env=env)
+        res = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", *map(str, args)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=timeout,
+            env=env,
+        )
         if check_exit is not None:
             assert res.returncode == check_exit, f"exit {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
         return res

@@ -19,8 +19,9 @@ def home(tmp_path, monkeypatch):
 
 
 def rlo(*args, cwd=ROOT):
-    return subprocess.run([*RLO, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120,
-                          env=os.environ.copy())
+    return subprocess.run(
+        [*RLO, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120, env=os.environ.copy()
+    )
 
 
 def write(tmp_path, text, name="spec.yaml"):
@@ -37,8 +38,7 @@ def assert_user_error(res, *needles):
 
 
 def assert_nothing_submitted(home):
-    assert not (home / "registry.db").exists() or "rlo-" not in (home / "registry.db").read_bytes().decode(
-        "latin1")
+    assert not (home / "registry.db").exists() or "rlo-" not in (home / "registry.db").read_bytes().decode("latin1")
     assert not (home / "local-ray" / "state.json").exists()
 
 
@@ -48,8 +48,10 @@ JOB = "job:\n  algorithm: PPO\n  env: CartPole-v1\n"
 @pytest.mark.parametrize(
     "text,needles",
     [
-        ("cluster:\n  workers:\n    - vcpus: 2\n      nodecount: 4\n" + JOB,
-         ["cluster.workers[0].nodecount", "did you mean `node_count`?"]),
+        (
+            "cluster:\n  workers:\n    - vcpus: 2\n      nodecount: 4\n" + JOB,
+            ["cluster.workers[0].nodecount", "did you mean `node_count`?"],
+        ),
         ("cluster:\n  head:\n    vcpus: two\n" + JOB, ["cluster.head.vcpus", "two"]),
         ("cluster:\n  workers:\n    - vcpus: 2\n      node_count: -1\n" + JOB, ["node_count", ">= 1"]),
         ("cluster:\n  head:\n    instance_type: STANDARD_NC7\n" + JOB, ["did you mean `STANDARD_NC6`"]),
@@ -57,8 +59,15 @@ JOB = "job:\n  algorithm: PPO\n  env: CartPole-v1\n"
         (JOB + "  stop:\n    episode_reward_maen: 18\n", ["job.stop", "did you mean `episode_reward_mean`"]),
         ("job:\n  algorithm: PPO\n  env: [oops\n", ["not valid YAML", "line 3"]),
     ],
-    ids=["unknown-key", "wrong-type", "negative-count", "unknown-instance", "unknown-algorithm",
-         "unknown-metric", "malformed-yaml"],
+    ids=[
+        "unknown-key",
+        "wrong-type",
+        "negative-count",
+        "unknown-instance",
+        "unknown-algorithm",
+        "unknown-metric",
+        "malformed-yaml",
+    ],
 )
 @pytest.mark.parametrize("command", ["plan", "submit"])
 def test_bad_specs(tmp_path, home, text, needles, command):

@@ -4,8 +4,13 @@ from orchestrator.contract import contract_env, job_context
 
 
 def test_env_round_trip(monkeypatch, tmp_path):
-    env = contract_env("rlo-x-1", str(tmp_path), {"RLO_NUM_ENV_RUNNERS": "13", "RLO_NUM_GPUS": "1",
-                                                  "RLO_NUM_ENVS_PER_ENV_RUNNER": "4"}, '{"job": {}}', 100.0)
+    env = contract_env(
+        "rlo-x-1",
+        str(tmp_path),
+        {"RLO_NUM_ENV_RUNNERS": "13", "RLO_NUM_GPUS": "1", "RLO_NUM_ENVS_PER_ENV_RUNNER": "4"},
+        '{"job": {}}',
+        100.0,
+    )
     assert env["SM_MODEL_DIR"] == env["RLO_MODEL_DIR"] == f"{tmp_path}/model"
     assert env["SM_NUM_GPUS"] == "1"
     for k, v in env.items():

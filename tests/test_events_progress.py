@@ -8,8 +8,7 @@ from orchestrator.progress import progress_line
 
 def test_round_trip_with_ray_prefix_and_nan():
     line = events.format_event("metrics", {"training_iteration": 3, "x": float("nan"), "n": [1, 2]})
-    assert events.parse_line("(PPO pid=12) " + line) == ("metrics", {"training_iteration": 3, "x": None,
-                                                                     "n": [1, 2]})
+    assert events.parse_line("(PPO pid=12) " + line) == ("metrics", {"training_iteration": 3, "x": None, "n": [1, 2]})
 
 
 def test_ignores_other_lines():
@@ -28,14 +27,20 @@ def test_numpy_values_are_serialized():
 
 
 def test_progress_line_shows_distance_to_each_criterion():
-    rec = {"training_iteration": 7, "num_env_steps_sampled_lifetime": 28000,
-           "env_runners/episode_return_mean": 61.25, "time_total_s": 30}
+    rec = {
+        "training_iteration": 7,
+        "num_env_steps_sampled_lifetime": 28000,
+        "env_runners/episode_return_mean": 61.25,
+        "time_total_s": 30,
+    }
     line = progress_line(rec, {"env_runners/episode_return_mean": 150, "time_total_s": 600}, 41)
-    assert line == ("[rlo] iter 7 | 28,000 steps | return 61.2 | 0:00:41 | "
-                    "stop: return 61.2/150 (-88.8), time 30/600 (5%)")
+    assert line == (
+        "[rlo] iter 7 | 28,000 steps | return 61.2 | 0:00:41 | stop: return 61.2/150 (-88.8), time 30/600 (5%)"
+    )
 
 
 def test_progress_line_marks_met_criteria_and_missing_values():
-    line = progress_line({"training_iteration": 40}, {"training_iteration": 40,
-                                                      "env_runners/episode_return_mean": 1}, 3700)
+    line = progress_line(
+        {"training_iteration": 40}, {"training_iteration": 40, "env_runners/episode_return_mean": 1}, 3700
+    )
     assert "iter 40/40 (100%) met" in line and "return -/1" in line and "1:01:40" in line

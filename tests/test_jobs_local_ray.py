@@ -27,9 +27,14 @@ def spec_file(tmp_path: Path, job: dict, name="spec.yaml") -> Path:
 
 
 def long_cartpole(**extra) -> dict:
-    return {"algorithm": "PPO", "env": "CartPole-v1", "num_envs_per_env_runner": 4,
-            "hyperparameters": {"train_batch_size_per_learner": 1000, "minibatch_size": 250, "num_epochs": 1},
-            "stop": {"env_runners/episode_return_mean": 100000}, **extra}
+    return {
+        "algorithm": "PPO",
+        "env": "CartPole-v1",
+        "num_envs_per_env_runner": 4,
+        "hyperparameters": {"train_batch_size_per_learner": 1000, "minibatch_size": 250, "num_epochs": 1},
+        "stop": {"env_runners/episode_return_mean": 100000},
+        **extra,
+    }
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -111,8 +116,13 @@ def test_max_run_duration_bounds_the_job(rlo, tmp_path):
 
 def test_missing_opencv_fails_fast_with_the_workers_error(rlo, tmp_path):
     # On a node without opencv, RLlib's Atari env runners die and plain RLlib samples zero steps forever.
-    job = {"name": "no-opencv", "algorithm": "IMPALA", "env": "ALE/Pong-v5",
-           "env_vars": {"PYTHONPATH": str(DATA / "hidden_cv2")}, "stop": {"training_iteration": 50}}
+    job = {
+        "name": "no-opencv",
+        "algorithm": "IMPALA",
+        "env": "ALE/Pong-v5",
+        "env_vars": {"PYTHONPATH": str(DATA / "hidden_cv2")},
+        "stop": {"training_iteration": 50},
+    }
     res = rlo("submit", spec_file(tmp_path, job), "--wait", check_exit=1)
     run_id = res.stdout.splitlines()[0].strip()
     rec = attach(run_id).refresh()
@@ -123,24 +133,41 @@ def test_missing_opencv_fails_fast_with_the_workers_error(rlo, tmp_path):
 
 
 def test_user_entry_script_gets_the_contract(rlo, tmp_path):
-    job = {"name": "contract", "entry_script": str(DATA / "user_job" / "contract_job.py"),
-           "script_args": {"episodes": 3, "config": {"lr": 0.1}}, "num_envs_per_env_runner": 2}
+    job = {
+        "name": "contract",
+        "entry_script": str(DATA / "user_job" / "contract_job.py"),
+        "script_args": {"episodes": 3, "config": {"lr": 0.1}},
+        "num_envs_per_env_runner": 2,
+    }
     res = rlo("submit", spec_file(tmp_path, job), "--wait", check_exit=0)
     run_id = res.stdout.splitlines()[0].strip()
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith("CONTRACT "))
     got = json.loads(line.removeprefix("CONTRACT "))
     assert got == {
-        "run_id": run_id, "num_env_runners": 1, "num_gpus": 0.0, "num_envs_per_env_runner": 2,
-        "model_dir": str(settings().runs_dir / run_id / "model"), "episodes": 3, "config": {"lr": 0.1},
-        "spec_job_name": "contract", "helper_module_value": 42,
+        "run_id": run_id,
+        "num_env_runners": 1,
+        "num_gpus": 0.0,
+        "num_envs_per_env_runner": 2,
+        "model_dir": str(settings().runs_dir / run_id / "model"),
+        "episodes": 3,
+        "config": {"lr": 0.1},
+        "spec_job_name": "contract",
+        "helper_module_value": 42,
     }
     assert (settings().runs_dir / run_id / "model" / "model.txt").read_text() == "trained\n"
 
 
 def test_python_api_mirrors_the_cli(rlo_home):
-    est = Estimator(job=JobSpec(name="api", algorithm="PPO", env="CartPole-v1", num_envs_per_env_runner=4,
-                                hyperparameters={"train_batch_size_per_learner": 1000, "minibatch_size": 250},
-                                stop={"training_iteration": 2}))
+    est = Estimator(
+        job=JobSpec(
+            name="api",
+            algorithm="PPO",
+            env="CartPole-v1",
+            num_envs_per_env_runner=4,
+            hyperparameters={"train_batch_size_per_learner": 1000, "minibatch_size": 250},
+            stop={"training_iteration": 2},
+        )
+    )
     assert est.plan().num_env_runners == 1
     run = est.fit(wait=True, logs=False)
     assert run.status() == "SUCCEEDED"
@@ -148,3 +175,40 @@ def test_python_api_mirrors_the_cli(rlo_home):
     assert [m["training_iteration"] for m in again.metrics()] == [1, 2]
     assert again.latest_checkpoint() is not None
     assert Registry(settings().registry_path).get(run.id).command.startswith("Estimator.fit()")
+
+
+def test_users_own_env_by_import_path(rlo, tmp_path):
+    job = {
+        "name": "corridor",
+        "algorithm": "PPO",
+        "env": "corridor_env:Corridor",
+        "env_config": {"length": 4},
+        "source_dir": str(DATA / "user_job"),
+        "stop": {"training_iteration": 2},
+        "hyperparameters": {"train_batch_size_per_learner": 500, "minibatch_size": 100, "num_epochs": 2},
+    }
+    res = rlo("submit", spec_file(tmp_path, job), "--wait", check_exit=0)
+    series = attach(res.stdout.splitlines()[0].strip()).metrics()
+    assert len(series) == 2 and series[-1][metrics.ENV_STEPS] >= 1000
+
+
+@pytest.mark.slow
+def test_seed_pong_entry_script_trains_impala_on_atari(rlo, tmp_path):
+    # The seed's script, both Atari spellings: PongNoFrameskip-v4 through the script's own --env.
+    job = {
+        "name": "pong-script",
+        "entry_script": str(ROOT / "entry_scripts" / "pong_impala.py"),
+        "script_args": {
+            "run": "IMPALA",
+            "env": "PongNoFrameskip-v4",
+            "config": {"num_workers": 1, "train_batch_size_per_learner": 500},
+            "stop": {"training_iteration": 3},
+        },
+        "num_envs_per_env_runner": 2,
+    }
+    res = rlo("submit", spec_file(tmp_path, job), "--wait", check_exit=0)
+    run = attach(res.stdout.splitlines()[0].strip())
+    series = run.metrics()
+    assert [r["training_iteration"] for r in series] == [1, 2, 3]
+    assert series[-1][metrics.ENV_STEPS] > 0
+    assert run.latest_checkpoint() is not None

@@ -30,16 +30,23 @@ def test_azure_seed_gives_13_env_runners_and_says_why():
 
 def test_the_same_from_python():
     plan = plan_env_runners(
-        ClusterSpec(head=HeadConfiguration(instance_type="STANDARD_NC6"),
-                    workers=[WorkerConfiguration(instance_type="STANDARD_D2_V2", node_count=4)]),
+        ClusterSpec(
+            head=HeadConfiguration(instance_type="STANDARD_NC6"),
+            workers=[WorkerConfiguration(instance_type="STANDARD_D2_V2", node_count=4)],
+        ),
         JobSpec(algorithm="IMPALA", env="PongNoFrameskip-v4"),
     )
     assert plan.num_env_runners == 13
 
 
 def test_sagemaker_types():
-    plan = plan_env_runners(cluster(HeadConfiguration(instance_type="ml.p3.2xlarge"),
-                                    [WorkerConfiguration(instance_type="ml.c5.xlarge", node_count=2)]), ppo())
+    plan = plan_env_runners(
+        cluster(
+            HeadConfiguration(instance_type="ml.p3.2xlarge"),
+            [WorkerConfiguration(instance_type="ml.c5.xlarge", node_count=2)],
+        ),
+        ppo(),
+    )
     assert plan.num_env_runners == 8 + 2 * 4 - 1
 
 
@@ -86,8 +93,9 @@ def test_reserved_more_than_head_is_refused():
 
 
 def test_aggregator_actors_come_out_of_the_budget():
-    plan = plan_env_runners(cluster(HeadConfiguration(vcpus=8)),
-                            ppo(hyperparameters={"num_aggregator_actors_per_learner": 2}))
+    plan = plan_env_runners(
+        cluster(HeadConfiguration(vcpus=8)), ppo(hyperparameters={"num_aggregator_actors_per_learner": 2})
+    )
     assert plan.num_env_runners == 5 and plan.trial_cpus == 8
 
 

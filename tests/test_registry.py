@@ -12,8 +12,16 @@ from orchestrator.registry import SCHEMA_VERSION, Registry, RunRecord
 
 def rec(run_id, created=None, **kw):
     now = created or time.time()
-    return RunRecord(id=run_id, name=run_id, created_at=now, updated_at=now, backend="ray-local",
-                     status="PENDING", spec={"job": {"algorithm": "PPO"}}, **kw)
+    return RunRecord(
+        id=run_id,
+        name=run_id,
+        created_at=now,
+        updated_at=now,
+        backend="ray-local",
+        status="PENDING",
+        spec={"job": {"algorithm": "PPO"}},
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -31,8 +39,12 @@ def test_create_get_update(reg):
     reg.create(rec("rlo-a-1", plan={"num_env_runners": 13}))
     reg.update("rlo-a-1", status="SUCCEEDED", final_metrics={"training_iteration": 7}, stop_reason="met")
     r = reg.get("rlo-a-1")
-    assert (r.status, r.final_metrics, r.plan, r.stop_reason) == ("SUCCEEDED", {"training_iteration": 7},
-                                                                  {"num_env_runners": 13}, "met")
+    assert (r.status, r.final_metrics, r.plan, r.stop_reason) == (
+        "SUCCEEDED",
+        {"training_iteration": 7},
+        {"num_env_runners": 13},
+        "met",
+    )
     assert r.terminal and r.updated_at >= r.created_at
 
 

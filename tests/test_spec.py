@@ -22,8 +22,9 @@ def job(**kw):
 
 
 class TestMemory:
-    @pytest.mark.parametrize("text,gib", [("16GB", 16), ("7GiB", 7), ("512MB", 0.5), (8, 8), ("1.5G", 1.5),
-                                          ("2TB", 2048)])
+    @pytest.mark.parametrize(
+        "text,gib", [("16GB", 16), ("7GiB", 7), ("512MB", 0.5), (8, 8), ("1.5G", 1.5), ("2TB", 2048)]
+    )
     def test_parses(self, text, gib):
         assert S.WorkerConfiguration(vcpus=1, memory=text).memory == pytest.approx(gib)
 
@@ -64,9 +65,10 @@ class TestRoundTrip:
 
     def test_python_and_yaml_are_the_same_spec(self):
         py = S.Spec(
-            cluster=S.ClusterSpec(head=S.HeadConfiguration(instance_type="STANDARD_NC6"),
-                                  workers=[S.WorkerConfiguration(name="w", instance_type="STANDARD_D2_V2",
-                                                                 node_count=4)]),
+            cluster=S.ClusterSpec(
+                head=S.HeadConfiguration(instance_type="STANDARD_NC6"),
+                workers=[S.WorkerConfiguration(name="w", instance_type="STANDARD_D2_V2", node_count=4)],
+            ),
             job=S.JobSpec(algorithm="impala", env="PongNoFrameskip-v4", stop={"episode_reward_mean": 18}),
         )
         assert S.parse_spec(yaml.safe_load(py.to_yaml())) == py
@@ -151,6 +153,5 @@ class TestBadInput:
 def test_legacy_stop_names_are_mapped_with_notice():
     j = S.JobSpec(**job(stop={"episode_reward_mean": 18, "time_total_s": 3600, "timesteps_total": 1e6}))
     stop, notices = j.normalized_stop()
-    assert stop == {"env_runners/episode_return_mean": 18, "time_total_s": 3600,
-                    "num_env_steps_sampled_lifetime": 1e6}
+    assert stop == {"env_runners/episode_return_mean": 18, "time_total_s": 3600, "num_env_steps_sampled_lifetime": 1e6}
     assert len(notices) == 2 and all("legacy" in n for n in notices)
