@@ -7,6 +7,7 @@ detached with Ctrl-C (the job goes on).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -285,6 +286,11 @@ def cmd_down(args) -> int:
 # --- parser -------------------------------------------------------------------------------------------------------
 
 
+# Modules that add commands (evaluate, deploy, plot, ...): each defines `register(add)`, where
+# `add(name, fn, help)` returns an argparse sub-parser whose `fn(args) -> exit code` runs the command.
+COMMAND_MODULES: list[str] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rlo", description="Reinforcement-learning jobs on Ray: plan, submit, watch.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -336,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("up", cmd_up, "start the embedded local Ray (submit does this by itself)")
     add("down", cmd_down, "stop the embedded local Ray and every job on it")
+
+    # Commands of other parts of the workflow live in their own modules: each has `register(add)`.
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(add)
     return p
 
 
