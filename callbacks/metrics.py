@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -28,11 +29,23 @@ KEEP = (
 )
 
 
-def compact_result(result: dict) -> dict:
+EPISODE_KEYS = (
+    metrics.RETURN_MEAN,
+    "env_runners/episode_return_min",
+    "env_runners/episode_return_max",
+    "env_runners/episode_len_mean",
+)
+
+
+def compact_result(result: dict, reward_scale: float = 1.0) -> dict:
+    """The record kept per iteration. Returns are divided by `reward_scale` (rewards scaled for learning
+    only), so every reported return is in the env's own units."""
     rec = {"timestamp": time.time()}
     for key in KEEP:
         value = metrics.lookup(result, key)
-        if value is not None:
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):  # RLlib's "no episode yet"
+            if reward_scale != 1.0 and "episode_return" in key and isinstance(value, int | float):
+                value = value / reward_scale
             rec[key] = value
     learners = result.get("learners") or {}
     for module, stats in learners.items():
@@ -46,25 +59,32 @@ def compact_result(result: dict) -> dict:
 class MetricsLogger(Callback):
     """Writes `metrics.jsonl` in the run's folder and prints one structured line per iteration."""
 
-    def __init__(self, run_dir: str | Path, stop: dict[str, float] | None = None) -> None:
+    def __init__(self, run_dir: str | Path, reward_scale: float = 1.0) -> None:
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.stop = stop or {}
+        self.reward_scale = reward_scale
+        self._last_episode_stats: dict = {}
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        rec = compact_result(result)
+        rec = compact_result(result, self.reward_scale)
+        # RLlib reports episode statistics only in iterations where an episode ended (long episodes span
+        # several iterations). Like RLlib's old stack, keep the last window's values until new ones arrive.
+        for key in EPISODE_KEYS:
+            if key not in rec and key in self._last_episode_stats:
+                rec[key] = self._last_episode_stats[key]
+        self._last_episode_stats.update({k: rec[k] for k in EPISODE_KEYS if k in rec})
         rec["trial_id"] = trial.trial_id
         with self.path.open("a") as fh:
             fh.write(json.dumps(rec) + "\n")
         events.emit("metrics", rec)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
-        last = trial.last_result or {}
+        last = compact_result(trial.last_result or {}, self.reward_scale)
         events.emit(
             "checkpoint",
             {
                 "path": checkpoint.path,
                 "iteration": last.get("training_iteration"),
-                "metrics": {k: metrics.lookup(last, k) for k in (metrics.RETURN_MEAN, metrics.ENV_STEPS)},
+                "metrics": {k: last.get(k) for k in (metrics.RETURN_MEAN, metrics.ENV_STEPS)},
             },
         )

@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 
 @dataclass
@@ -49,20 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parse_args(argv)
 
     import ray
-    from ray import tune
 
-    from callbacks import MetricsLogger, SamplingHealthCheck
-    from orchestrator import events
     from orchestrator.contract import job_context
-    from orchestrator.jobside import preflight_env, summarize
+    from orchestrator.jobside import train
     from orchestrator.spec import JobSpec
-    from orchestrator.training import build_config
 
     ctx = job_context(rest)
     for d in (ctx.run_dir, ctx.model_dir, ctx.output_dir):
         d.mkdir(parents=True, exist_ok=True)
     settings = dict(args.config)
-    # The seed's resource keys, if given, win over the plan (with the plan's values as defaults).
+    # The seed's resource keys, if given, win over the plan (whose numbers the contract passes).
     num_env_runners = int(settings.pop("num_workers", settings.pop("num_env_runners", ctx.num_env_runners)))
     num_gpus = float(settings.pop("num_gpus", ctx.num_gpus))
     job = JobSpec(
@@ -71,37 +68,16 @@ def main(argv: list[str] | None = None) -> int:
         hyperparameters=settings,
         stop=args.stop,
         num_envs_per_env_runner=ctx.num_envs_per_env_runner,
+        checkpoint={"frequency": 20, "at_end": True},
     )
-    stop, notices = job.normalized_stop()
-    for n in notices:
-        events.emit("notice", {"message": n})
-
-    ray.init()
-    preflight_env(job.env, job.env_config, None)
-    config = build_config(
-        job.model_dump(mode="json"),
+    numbers = SimpleNamespace(
         num_env_runners=num_env_runners,
         num_envs_per_env_runner=job.num_envs_per_env_runner,
         num_learners=0,
         num_gpus_per_learner=1.0 if num_gpus >= 1 else 0.0,
-        callbacks=SamplingHealthCheck,
     )
-    results = tune.Tuner(
-        config.algo_class,
-        param_space=config,
-        run_config=tune.RunConfig(
-            name="tune",
-            storage_path=str(ctx.output_dir),
-            stop=stop,
-            checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=20, checkpoint_at_end=True),
-            failure_config=tune.FailureConfig(max_failures=0),
-            callbacks=[MetricsLogger(ctx.run_dir, stop)],
-            verbose=1,
-        ),
-    ).fit()
-    summary = summarize(results, stop, None)
-    (ctx.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    events.emit("summary", summary)
+    ray.init()
+    summary = train(job, ctx, numbers)
     return 0 if summary["status"] == "succeeded" else 1
 
 

@@ -103,6 +103,11 @@ def cmd_submit(args) -> int:
 
 
 def _attach(run, args) -> int:
+    live = None
+    if getattr(args, "plot", False) or getattr(args, "plot_to", None):  # keep a PNG of the curves up to date
+        from .plots import LivePlot
+
+        live = LivePlot(run, getattr(args, "plot_to", None)).start()
     try:
         final = run.attach(progress=not getattr(args, "raw", False), raw=getattr(args, "raw", False))
     except KeyboardInterrupt:
@@ -112,6 +117,9 @@ def _attach(run, args) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        if live is not None:
+            live.stop()
     return 0 if final == "SUCCEEDED" else 1
 
 
@@ -288,7 +296,7 @@ def cmd_down(args) -> int:
 
 # Modules that add commands (evaluate, deploy, plot, ...): each defines `register(add)`, where
 # `add(name, fn, help)` returns an argparse sub-parser whose `fn(args) -> exit code` runs the command.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["orchestrator.cli_serving", "orchestrator.cli_autoscale"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -320,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("attach", cmd_attach, "stream a run's log and progress until it ends (exit 0 iff it succeeded)")
     run_arg(sp)
     sp.add_argument("--raw", action="store_true", help="print the log verbatim (no progress line)")
+    sp.add_argument("--plot", action="store_true", help="keep a PNG of the return curves up to date (./RUN.png)")
+    sp.add_argument("--plot-to", metavar="PNG", help="the same, written to PNG")
 
     sp = add("status", cmd_status, "a run's status, final metrics and checkpoints")
     run_arg(sp)

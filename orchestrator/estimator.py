@@ -11,6 +11,7 @@ print(est.plan().explain())       # rlo plan
 run = est.fit(wait=False)         # rlo submit
 run.attach()                      # rlo attach
 Estimator.attach(run.id)          # a handle on an existing run (SageMaker's RLEstimator.attach)
+predictor = est.deploy()          # rlo deploy: the policy behind HTTP; predictor.predict(obs)
 """
 
 from __future__ import annotations
@@ -62,6 +63,17 @@ class Estimator:
             else:
                 run.wait()
         return run
+
+    def deploy(self, checkpoint: str = "latest", **options):
+        """Serve the policy of the run `fit()` made over HTTP (SageMaker's `estimator.deploy()`); returns a
+        `Predictor` (`predictor.predict(obs)`). Options as `Run.deploy` / `rlo deploy`."""
+        if self.latest_run is None:
+            from .errors import UserError
+
+            raise UserError(
+                "this Estimator has not trained anything yet", fix="call fit() first, or Estimator.attach(RUN).deploy()"
+            )
+        return self.latest_run.deploy(checkpoint, **options)
 
     @staticmethod
     def attach(run_id: str, token: str | None = None) -> Run:

@@ -7,9 +7,12 @@ import time
 
 import ray
 
-from . import metrics
+from . import events, metrics
 from .errors import UserError
 from .training import _make_env
+
+# Seconds a job may run past `max_run_duration_seconds` (to write its last checkpoint) before it is killed.
+HARD_KILL_GRACE_S = 120
 
 PREFLIGHT_TIMEOUT_S = 120
 
@@ -53,7 +56,100 @@ def _criterion_met(value, target) -> bool:
     return value is not None and isinstance(value, int | float) and math.isfinite(value) and value >= target
 
 
-def summarize(results, stop: dict[str, float], deadline: float | None) -> dict:
+def is_return_metric(name: str) -> bool:
+    return "episode_return" in name
+
+
+def train(job, ctx, numbers, *, source_dir: str | None = None) -> dict:
+    """Train `job` (a JobSpec) under Tune with the plan's `numbers`; write and emit the summary; return it.
+
+    The one training path of every entry script that trains a built-in algorithm. `env_config.reward_scale`
+    scales rewards for learning only: stop criteria on returns are scaled to match, and every reported return
+    (metrics.jsonl, log lines, summary) is in the env's own units."""
+    import json
+    import os
+    import sys
+    import threading
+
+    from ray import tune
+
+    from callbacks import MetricsLogger, SamplingHealthCheck
+
+    from .training import build_config
+
+    deadline = None
+    if job.max_run_duration_seconds:
+        deadline = (ctx.started_at or time.time()) + job.max_run_duration_seconds
+
+        def watchdog():
+            time.sleep(max(0.0, deadline + HARD_KILL_GRACE_S - time.time()))
+            print(
+                "[rlo] max_run_duration_seconds exceeded and the job did not stop; killing the driver",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(3)
+
+        threading.Thread(target=watchdog, daemon=True, name="rlo-deadline").start()
+
+    # 1. Can the env be made where the env runners run? (a missing dependency fails here, in seconds)
+    preflight_env(job.env, job.env_config, source_dir)
+
+    # 2. The algorithm's config from the spec and the plan's numbers.
+    config = build_config(
+        job.model_dump(mode="json"),
+        num_env_runners=numbers.num_env_runners,
+        num_envs_per_env_runner=numbers.num_envs_per_env_runner,
+        num_learners=numbers.num_learners,
+        num_gpus_per_learner=numbers.num_gpus_per_learner,
+        source_dir=source_dir,
+        callbacks=SamplingHealthCheck,
+    )
+    stop, notices = job.normalized_stop()
+    for n in notices:
+        events.emit("notice", {"message": n})
+    scale = float(job.env_config.get("reward_scale", 1.0))
+    tune_stop = {k: v * scale if is_return_metric(k) else v for k, v in stop.items()}
+
+    # 3. Train under Tune: its stop criteria, checkpoints and result files.
+    results = tune.Tuner(
+        config.algo_class,
+        param_space=config,
+        tune_config=tune.TuneConfig(time_budget_s=max(1.0, deadline - time.time()) if deadline else None),
+        run_config=tune.RunConfig(
+            name="tune",
+            storage_path=str(ctx.output_dir),
+            stop=tune_stop or None,
+            checkpoint_config=tune.CheckpointConfig(
+                checkpoint_frequency=job.checkpoint.frequency,
+                checkpoint_at_end=job.checkpoint.at_end,
+                num_to_keep=job.checkpoint.keep,
+            ),
+            failure_config=tune.FailureConfig(max_failures=0),
+            callbacks=[MetricsLogger(ctx.run_dir, reward_scale=scale)],
+            verbose=1,
+        ),
+    ).fit()
+
+    # 4. The outcome, as a file in the run's folder and one structured line for the submitting side.
+    summary = summarize(results, stop, deadline, reward_scale=scale)
+    # What evaluation and serving need to use the policy as it was trained (env and its preprocessing).
+    summary["policy"] = {"algorithm": job.algorithm, "env": job.env, "env_config": job.env_config}
+    (ctx.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if summary.get("final_checkpoint"):
+        ctx.model_dir.mkdir(parents=True, exist_ok=True)
+        (ctx.model_dir / "policy.json").write_text(
+            json.dumps({"checkpoint": summary["final_checkpoint"], **summary["policy"]}, indent=2)
+        )
+    events.emit("summary", summary)
+    if summary["status"] != "succeeded":
+        print(f"[rlo] training failed: {summary.get('error')}", file=sys.stderr, flush=True)
+    else:
+        print(f"[rlo] training finished: {summary['stop_reason']}", flush=True)
+    return summary
+
+
+def summarize(results, stop: dict[str, float], deadline: float | None, reward_scale: float = 1.0) -> dict:
     """What happened: status, why it stopped, final metrics, checkpoints."""
     from callbacks.metrics import compact_result
 
@@ -70,7 +166,8 @@ def summarize(results, stop: dict[str, float], deadline: float | None) -> dict:
         return summary
     result = results[0]
     last = result.metrics or {}
-    summary["final"] = compact_result(last) if last else None
+    summary["final"] = compact_result(last, reward_scale) if last else None
+    final = summary["final"] or {}
     if result.checkpoint is not None:
         summary["final_checkpoint"] = result.checkpoint.path
     summary["checkpoints"] = [
@@ -81,11 +178,8 @@ def summarize(results, stop: dict[str, float], deadline: float | None) -> dict:
 
         summary.update(status="failed", error=_last_error_line(str(result.error)))
         return summary
-    met = [
-        f"{k} = {metrics.lookup(last, k):g} >= {v:g}"
-        for k, v in stop.items()
-        if _criterion_met(metrics.lookup(last, k), v)
-    ]
+    value = {k: final.get(k, metrics.lookup(last, k)) for k in stop}  # returns in the env's own units
+    met = [f"{k} = {value[k]:g} >= {v:g}" for k, v in stop.items() if _criterion_met(value[k], v)]
     if met:
         summary["stop_reason"] = "stop criterion met: " + "; ".join(met)
     elif deadline and time.time() >= deadline - 1:

@@ -31,31 +31,46 @@ def module_dir(checkpoint: str | Path) -> Path:
 
 
 class CheckpointPolicy:
-    def __init__(self, module, checkpoint: str | Path) -> None:
+    #: Evaluation compares it against the baselines (it is not one).
+    is_baseline = False
+
+    def __init__(self, module, checkpoint: str | Path, observation_scale=None) -> None:
         self.module = module
         self.checkpoint = str(checkpoint)
+        # The training-side observation scaling (env_config.observation_scale), applied to every input.
+        self.observation_scale = None if observation_scale is None else np.asarray(observation_scale, np.float32)
         self.observation_space = module.observation_space
         self.action_space = module.action_space
         self._dist_cls = module.get_inference_action_dist_cls()
 
     @classmethod
-    def load(cls, checkpoint: str | Path) -> CheckpointPolicy:
+    def load(cls, checkpoint: str | Path, env_config: dict | None = None) -> CheckpointPolicy:
+        """Load the policy of `checkpoint`; `env_config` is the training job's (for its observation scaling)."""
         from ray.rllib.core.rl_module.rl_module import RLModule
 
         path = module_dir(checkpoint)
         module = RLModule.from_checkpoint(str(path))
         if hasattr(module, "eval"):
             module.eval()
-        return cls(module, checkpoint)
+        return cls(module, checkpoint, (env_config or {}).get("observation_scale"))
+
+    def _tensor(self, obs):
+        import torch
+
+        obs = np.asarray(obs, dtype=np.float32)
+        if self.observation_scale is not None:
+            obs = obs * self.observation_scale
+        return torch.as_tensor(obs)
 
     def _forward(self, obs: np.ndarray) -> dict:
         import torch
 
         with torch.no_grad():
-            return self.module.forward_inference({"obs": torch.as_tensor(np.asarray(obs, dtype=np.float32))})
+            return self.module.forward_inference({"obs": self._tensor(obs)})
 
-    def act(self, obs_batch, deterministic: bool = True) -> np.ndarray:
-        """Actions for a batch of observations (first axis: batch)."""
+    def act(self, obs_batch, info=None, *, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of observations (first axis: batch). `info` is accepted and ignored, so the
+        policy fits the evaluation's `act(obs, info)` like the rule-based baselines."""
         out = self._forward(obs_batch)
         if "actions" in out:
             actions = out["actions"]
@@ -82,5 +97,5 @@ class CheckpointPolicy:
         if not hasattr(self.module, "compute_values"):
             return None
         with torch.no_grad():
-            v = self.module.compute_values({"obs": torch.as_tensor(np.asarray(obs_batch, dtype=np.float32))})
+            v = self.module.compute_values({"obs": self._tensor(obs_batch)})
         return v.numpy()

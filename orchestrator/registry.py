@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import RunNotFound, did_you_mean
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED", "SUBMIT_FAILED"})
 
@@ -54,6 +54,23 @@ _MIGRATIONS = {
         metrics_json TEXT,
         PRIMARY KEY (run_id, path)
     );
+    """,
+    # Policies served over HTTP (`rlo deploy`). Rows are kept after undeploy (history); at most one live
+    # endpoint per name.
+    2: """
+    CREATE TABLE endpoints (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        url TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        address TEXT,
+        created_at REAL NOT NULL,
+        undeployed_at REAL,
+        extra_json TEXT
+    );
+    CREATE UNIQUE INDEX endpoints_live_name ON endpoints(name) WHERE undeployed_at IS NULL;
     """,
 }
 
@@ -104,6 +121,32 @@ class CheckpointRecord:
     iteration: int | None
     created_at: float
     metrics: dict | None
+
+
+@dataclass
+class EndpointRecord:
+    """A policy served over HTTP: which run and checkpoint, where, since when."""
+
+    name: str
+    run_id: str
+    checkpoint: str
+    url: str
+    backend: str
+    created_at: float
+    address: str | None = None
+    undeployed_at: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def live(self) -> bool:
+        return self.undeployed_at is None
+
+    @classmethod
+    def _from_row(cls, row: sqlite3.Row) -> EndpointRecord:
+        d = dict(row)
+        extra = json.loads(d.pop("extra_json") or "null") or {}
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(extra=extra, **known)
 
 
 class Registry:
@@ -260,3 +303,50 @@ class Registry:
             )
             for r in rows
         ]
+
+    # --- endpoints ----------------------------------------------------------------------------------------------
+
+    def add_endpoint(self, rec: EndpointRecord) -> EndpointRecord | None:
+        """Record a deployed endpoint; a live endpoint of the same name is marked replaced. Returns that one."""
+        with self._conn() as c:
+            old = c.execute("SELECT * FROM endpoints WHERE name=? AND undeployed_at IS NULL", (rec.name,)).fetchone()
+            if old is not None:
+                c.execute("UPDATE endpoints SET undeployed_at=? WHERE id=?", (rec.created_at, old["id"]))
+            c.execute(
+                "INSERT INTO endpoints (name, run_id, checkpoint, url, backend, address, created_at, undeployed_at, "
+                "extra_json) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    rec.name,
+                    rec.run_id,
+                    rec.checkpoint,
+                    rec.url,
+                    rec.backend,
+                    rec.address,
+                    rec.created_at,
+                    rec.undeployed_at,
+                    json.dumps(rec.extra),
+                ),
+            )
+        return EndpointRecord._from_row(old) if old is not None else None
+
+    def endpoint(self, name: str) -> EndpointRecord | None:
+        """The live endpoint called `name`, or None."""
+        with self._conn() as c:
+            row = c.execute("SELECT * FROM endpoints WHERE name=? AND undeployed_at IS NULL", (name,)).fetchone()
+        return EndpointRecord._from_row(row) if row is not None else None
+
+    def endpoints(self, include_undeployed: bool = False) -> list[EndpointRecord]:
+        q = "SELECT * FROM endpoints"
+        if not include_undeployed:
+            q += " WHERE undeployed_at IS NULL"
+        with self._conn() as c:
+            return [EndpointRecord._from_row(r) for r in c.execute(q + " ORDER BY created_at DESC, id DESC")]
+
+    def mark_undeployed(self, name: str, when: float | None = None) -> bool:
+        """Mark the live endpoint `name` as undeployed; False when there is none."""
+        with self._conn() as c:
+            cur = c.execute(
+                "UPDATE endpoints SET undeployed_at=? WHERE name=? AND undeployed_at IS NULL",
+                (when or time.time(), name),
+            )
+            return cur.rowcount == 1

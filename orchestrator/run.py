@@ -16,7 +16,8 @@ from typing import TextIO
 
 from . import events
 from .backends import RayJobsBackend
-from .errors import EngineError
+from .errors import EngineError, UserError
+from .metrics import RETURN_MEAN
 from .progress import progress_line
 from .registry import TERMINAL, CheckpointRecord, Registry, RunRecord
 from .settings import settings
@@ -99,6 +100,8 @@ class Run:
                 self.registry.add_checkpoint(self.id, summary["final_checkpoint"], final.get("training_iteration"))
             fields["final_metrics"] = summary.get("final") or last_metrics
             fields["stop_reason"] = summary.get("stop_reason")
+            if summary.get("policy"):
+                fields["extra"] = {**self._record.extra, "policy": summary["policy"]}
             fields["message"] = summary.get("error") or message
         else:
             fields["final_metrics"] = last_metrics
@@ -159,6 +162,50 @@ class Run:
     def latest_checkpoint(self) -> str | None:
         cps = self.checkpoints()
         return cps[-1].path if cps else None
+
+    def checkpoint_path(self, which: str = "latest") -> str:
+        """`latest`, `best` (highest episode return mean when it was saved) or a path of the run's."""
+        cps = self.checkpoints()
+        if which not in ("latest", "best"):
+            if not Path(which).exists():
+                raise UserError(f"checkpoint `{which}` does not exist", fix="give `latest`, `best` or a folder path")
+            return which
+        if not cps:
+            raise UserError(
+                f"run {self.id} has no checkpoint (status {self._record.status})",
+                fix="wait for it to save one (`job.checkpoint.frequency`), or give a checkpoint folder",
+            )
+        if which == "latest":
+            return cps[-1].path
+
+        def score(c):
+            v = (c.metrics or {}).get(RETURN_MEAN)
+            return (v if isinstance(v, int | float) else float("-inf"), c.iteration or 0)
+
+        return max(cps, key=score).path
+
+    def policy_info(self) -> dict:
+        """The env and training-side preprocessing the run's policy was trained with."""
+        rec = self.refresh()
+        info = rec.extra.get("policy")
+        if info:
+            return info
+        job = rec.spec.get("job", {})
+        return {"algorithm": job.get("algorithm"), "env": job.get("env"), "env_config": job.get("env_config") or {}}
+
+    def policy(self, checkpoint: str = "latest"):
+        """The trained policy (a CheckpointPolicy) of `checkpoint`, with the run's observation preprocessing."""
+        from .policy import CheckpointPolicy
+
+        return CheckpointPolicy.load(self.checkpoint_path(checkpoint), self.policy_info().get("env_config"))
+
+    def deploy(self, checkpoint: str = "latest", **options):
+        """Serve this run's policy over HTTP (`rlo deploy`); returns a `serving.Predictor`.
+
+        `checkpoint`: latest, best or a path; `options`: name, host, port, api_key(_file), ... (serving.deploy)."""
+        from .serving import deploy
+
+        return deploy(self, checkpoint=checkpoint, **options)
 
     # --- attach --------------------------------------------------------------------------------------------------
 

@@ -134,13 +134,82 @@ def validate_env(env_id: str, source_dir: str | Path | None = None) -> str:
     return "atari" if is_atari(env_id) else "gym"
 
 
+def has_vector_entry_point(env_id: str) -> bool:
+    """Whether a Gymnasium id ships its own batched VectorEnv (e.g. rlo/AutoScale-v0), which RLlib can use
+    instead of stepping one env per sub-env."""
+    if is_import_path(env_id):
+        return False
+    _ensure_registrations()
+    import gymnasium as gym
+
+    try:
+        return gym.spec(env_id).vector_entry_point is not None
+    except Exception:
+        return False
+
+
 def _make_env(env_id: str, source_dir: str | None, env_config: dict | None = None):
-    """Env creator used by RLlib's env runners (module-level, so it pickles)."""
+    """Env creator used by RLlib's env runners (module-level, so it pickles).
+
+    Training-side options in env_config, applied as wrappers and removed before the env sees its config:
+    `reward_scale` multiplies rewards (for learning only; reported returns are unscaled),
+    `observation_scale` multiplies observations element-wise (the policy is served/evaluated with the same
+    factors). `num_envs` (set by RLlib in vector-entry-point mode) asks for the env's batched VectorEnv."""
     cfg = dict(env_config or {})
+    reward_scale = float(cfg.pop("reward_scale", 1.0))
+    obs_scale = cfg.pop("observation_scale", None)
+    num_envs = cfg.pop("num_envs", None)
+    env = _make_base_env(env_id, source_dir, cfg, num_envs)
+    import gymnasium as gym
+
+    vector = num_envs is not None
+    if reward_scale != 1.0:
+        wrapper = gym.wrappers.vector.TransformReward if vector else gym.wrappers.TransformReward
+        env = wrapper(env, functools.partial(_scale, factor=reward_scale))
+    if obs_scale is not None:
+        import numpy as np
+
+        factor = np.asarray(obs_scale, dtype=np.float32)
+        single = env.single_observation_space if vector else env.observation_space
+        space = scaled_box(single, factor)
+        transform = functools.partial(_scale, factor=factor)
+        if vector:
+            env = gym.wrappers.vector.TransformObservation(
+                env,
+                transform,
+                single_observation_space=space,
+                observation_space=gym.vector.utils.batch_space(space, env.num_envs),
+            )
+        else:
+            env = gym.wrappers.TransformObservation(env, transform, space)
+    return env
+
+
+def _scale(x, factor):
+    return x * factor
+
+
+def scaled_box(space, factor):
+    """The Box `space` with its bounds multiplied by `factor` (a scalar or one factor per element)."""
+    import gymnasium as gym
+    import numpy as np
+
+    if not isinstance(space, gym.spaces.Box) or np.shape(factor) not in ((), space.shape):
+        raise UserError(
+            f"`observation_scale` needs a Box observation space and one factor per element; the env has {space}",
+            fix="remove `observation_scale` from env_config, or give as many factors as the observation has",
+        )
+    return gym.spaces.Box(space.low * factor, space.high * factor, space.shape, space.dtype)
+
+
+def _make_base_env(env_id: str, source_dir: str | None, cfg: dict, num_envs: int | None):
     if is_import_path(env_id):
         return load_env_class(env_id, source_dir)(cfg)
     _ensure_registrations()
     import gymnasium as gym
+
+    if num_envs is not None:
+        return gym.make_vec(env_id, num_envs=int(num_envs), vectorization_mode="vector_entry_point", **cfg)
 
     if is_atari(env_id):
         from ray.rllib.env.wrappers.atari_wrappers import wrap_atari_for_new_api_stack
@@ -290,7 +359,12 @@ def build_config(
         .api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
         .framework("torch")
         .environment(name, env_config=env_config, clip_rewards=settings.pop("clip_rewards", None))
-        .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=num_envs_per_env_runner)
+        .env_runners(
+            num_env_runners=num_env_runners,
+            num_envs_per_env_runner=num_envs_per_env_runner,
+            # An env with its own batched VectorEnv steps all sub-envs at once (NumPy), not one by one.
+            gym_env_vectorize_mode="vector_entry_point" if has_vector_entry_point(env_id) else "sync",
+        )
         .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
     )
     if callbacks is not None:

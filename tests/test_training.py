@@ -52,3 +52,42 @@ def test_last_error_line_finds_the_workers_exception():
         "ModuleNotFoundError: No module named 'cv2'\n"
     )
     assert _last_error_line(text) == "ModuleNotFoundError: No module named 'cv2'"
+
+
+def test_metrics_logger_keeps_the_last_episode_window_and_unscales(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from callbacks.metrics import MetricsLogger
+
+    logger = MetricsLogger(tmp_path, reward_scale=0.01)
+    trial = SimpleNamespace(trial_id="t0")
+    nan = float("nan")
+    for i, ret in enumerate([nan, 25.0, nan], start=1):
+        logger.on_trial_result(i, [], trial, {"training_iteration": i, "env_runners": {"episode_return_mean": ret}})
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert "env_runners/episode_return_mean" not in rows[0]  # no episode has ended yet
+    assert rows[1]["env_runners/episode_return_mean"] == 2500.0  # in the env's units (25 / 0.01)
+    assert rows[2]["env_runners/episode_return_mean"] == 2500.0  # carried until a new window arrives
+
+
+def test_observation_and_reward_scaling_wrappers():
+    import numpy as np
+
+    from orchestrator.training import _make_env
+
+    scale = [20.0, 1.0, 1.0, 20.0] * 5 + [1.0] * 5
+    plain = _make_env("rlo/AutoScale-v0", None, {"max_time_steps": 50})
+    scaled = _make_env("rlo/AutoScale-v0", None, {"max_time_steps": 50, "reward_scale": 0.01,
+                                                  "observation_scale": scale})
+    vec = _make_env("rlo/AutoScale-v0", None, {"max_time_steps": 50, "reward_scale": 0.01,
+                                               "observation_scale": scale, "num_envs": 3})
+    o1, _ = plain.reset(seed=3)
+    o2, _ = scaled.reset(seed=3)
+    ov, _ = vec.reset(seed=3)
+    assert np.allclose(o2, o1 * np.asarray(scale, np.float32)) and np.allclose(ov[0], o2)
+    _, r1, *_ = plain.step(np.array([1, 0]))
+    _, r2, *_ = scaled.step(np.array([1, 0]))
+    _, rv, *_ = vec.step(np.array([[1, 0]] * 3))
+    assert r2 == pytest.approx(r1 * 0.01) and rv[0] == pytest.approx(r2)
+    assert vec.single_observation_space.high[0] == pytest.approx(20.0)

@@ -1,0 +1,557 @@
+"""Serving a trained policy over HTTP with Ray Serve, and the `Predictor` that calls it (SageMaker's
+`estimator.deploy()` / `predictor.predict()`).
+
+    predictor = attach(run_id).deploy()            # rlo deploy RUN [--checkpoint best|latest|PATH]
+    predictor.predict(obs)                         # POST URL/predict -> actions
+    predictor.query(obs, probabilities=True, values=True)
+    predictor.undeploy()                           # rlo undeploy NAME
+
+Every endpoint is a Serve application on the embedded Ray, under its own route prefix
+(``http://127.0.0.1:8000/NAME/predict``). All endpoints share Serve's one HTTP proxy, which binds 127.0.0.1
+unless the user asks for another host. What is deployed is recorded in the registry (`rlo endpoints`); the
+applications outlive the command that deployed them, like jobs do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import EngineError, UserError, did_you_mean
+from .registry import EndpointRecord, Registry
+from .settings import settings
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+NAME_PATTERN = re.compile(r"^[a-z0-9][-a-z0-9_.]{0,62}$")
+CHECKPOINT_CHOICES = ("latest", "best")
+
+
+class PredictionError(UserError):
+    """The endpoint refused a request (4xx): `status` and the endpoint's reason."""
+
+    def __init__(self, status: int, detail: str, url: str) -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(f"{url} refused the request ({status}): {detail}")
+
+
+@dataclass
+class Prediction:
+    """What `Predictor.query` returns; `action_probabilities` / `values` are None unless asked for."""
+
+    actions: np.ndarray
+    action_probabilities: Any = None
+    values: np.ndarray | None = None
+
+
+# --- the client ---------------------------------------------------------------------------------------------------
+
+
+class Predictor:
+    """A client of a deployed policy endpoint. One observation or a batch in, actions out.
+
+    `predict(obs)` tells one observation from a batch by the observation space's shape (from /info, fetched
+    once). Connections are kept alive, one per thread."""
+
+    def __init__(self, url: str, api_key: str | None = None, *, name: str | None = None, timeout: float = 30) -> None:
+        self.url = url.rstrip("/")
+        self.name = name
+        self.timeout = timeout
+        self._api_key = api_key
+        self._local = threading.local()
+        self._info: dict | None = None
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.url!r})"
+
+    @classmethod
+    def attach(cls, name: str, api_key: str | None = None) -> Predictor:
+        """A client for the live endpoint `name` (its API key is read from the key file it was deployed with)."""
+        rec = _live_endpoint(Registry(settings().registry_path), name)
+        if api_key is None and rec.extra.get("api_key_file"):
+            with contextlib.suppress(OSError):
+                api_key = Path(rec.extra["api_key_file"]).read_text().strip()
+        return cls(rec.url, api_key, name=rec.name)
+
+    # --- HTTP ---------------------------------------------------------------------------------------------------
+
+    def _session(self):
+        s = getattr(self._local, "session", None)
+        if s is None:
+            import requests
+
+            s = self._local.session = requests.Session()
+            if self._api_key:
+                s.headers["Authorization"] = f"Bearer {self._api_key}"
+        return s
+
+    def _request(self, method: str, route: str, body: dict | None = None) -> Any:
+        import requests
+
+        url = f"{self.url}/{route}"
+        try:
+            r = self._session().request(
+                method,
+                url,
+                data=json.dumps(body) if body is not None else None,
+                headers={"Content-Type": "application/json"} if body is not None else None,
+                timeout=self.timeout,
+            )
+        except requests.RequestException as e:
+            raise EngineError(f"cannot reach the endpoint at {url}: {e}") from None
+        if 400 <= r.status_code < 500:
+            try:
+                detail = r.json().get("detail", r.text)
+            except ValueError:
+                detail = r.text
+            raise PredictionError(r.status_code, str(detail), url)
+        if r.status_code >= 500:
+            raise EngineError(f"the endpoint at {url} failed ({r.status_code}): {r.text[:500]}")
+        return r.json()
+
+    # --- the API ------------------------------------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        try:
+            return self._request("GET", "healthz").get("status") == "ok"
+        except (EngineError, PredictionError):
+            return False
+
+    def info(self) -> dict:
+        """Run id, checkpoint, env, observation and action spaces, preprocessing and batching of the endpoint."""
+        if self._info is None:
+            self._info = self._request("GET", "info")
+        return self._info
+
+    def _body(self, obs, **flags) -> tuple[dict, bool]:
+        arr = np.asarray(obs)
+        shape = tuple(self.info()["observation_space"].get("shape") or ())
+        single = arr.shape == shape
+        return {("observation" if single else "observations"): arr.tolist(), **flags}, single
+
+    def predict(self, obs, *, deterministic: bool = True) -> np.ndarray:
+        """Actions for one observation (returns one action) or a batch (returns a batch of actions)."""
+        body, single = self._body(obs, deterministic=deterministic)
+        out = self._request("POST", "predict", body)
+        return np.asarray(out["action"] if single else out["actions"])
+
+    def query(self, obs, *, probabilities: bool = True, values: bool = True, deterministic: bool = True) -> Prediction:
+        """Actions with, when asked, the action probabilities and the value estimates."""
+        body, single = self._body(obs, deterministic=deterministic, probabilities=probabilities, values=values)
+        return self._prediction(self._request("POST", "predict", body), single)
+
+    def predict_frames(self, frames, *, deterministic: bool = True) -> np.ndarray:
+        """Atari endpoints: actions for the last k raw RGB frames (k, H, W, 3), or a batch (N, k, H, W, 3)."""
+        arr = np.asarray(frames)
+        out = self._request("POST", "predict", {"frames": arr.tolist(), "deterministic": deterministic})
+        return np.asarray(out["action"] if arr.ndim == 4 else out["actions"])
+
+    @staticmethod
+    def _prediction(out: dict, single: bool) -> Prediction:
+        values = out.get("value" if single else "values")
+        return Prediction(
+            actions=np.asarray(out["action"] if single else out["actions"]),
+            action_probabilities=_array_if_rectangular(out.get("action_probabilities")),
+            values=np.asarray(values, dtype=float) if values is not None else None,
+        )
+
+    def undeploy(self) -> None:
+        if not self.name:
+            raise UserError(
+                "this Predictor was made from a URL, not a deployed endpoint's name", fix="rlo undeploy NAME"
+            )
+        undeploy(self.name)
+
+
+def _array_if_rectangular(x):
+    """MultiDiscrete probabilities with sub-actions of different sizes stay nested lists."""
+    if x is None:
+        return None
+    try:
+        return np.asarray(x, dtype=float)
+    except ValueError:
+        return x
+
+
+# --- choosing what to deploy ---------------------------------------------------------------------------------------
+
+
+def resolve_checkpoint(run, choice: str = "latest") -> tuple[str, dict]:
+    """The checkpoint folder to serve for `choice` (latest, best, or a path; see `Run.checkpoint_path`), as an
+    absolute path (the replica runs in another folder), and what was chosen (for the record)."""
+    from .backends import EMBEDDED
+    from .policy import module_dir
+
+    cps = run.checkpoints()
+    if choice in CHECKPOINT_CHOICES:
+        if cps and run.record.backend != EMBEDDED and not Path(cps[-1].path).exists():
+            raise UserError(
+                f"run {run.id} ran on the Ray cluster at {run.record.address}: its checkpoints are on that "
+                "cluster, not on this machine",
+                fix="copy a checkpoint folder here and pass --checkpoint PATH",
+            )
+    else:
+        choice = str(Path(choice).expanduser())
+        if not Path(choice).exists():
+            raise UserError(
+                f"--checkpoint `{choice}`: no such folder",
+                fix=did_you_mean(choice, CHECKPOINT_CHOICES)
+                or "give `latest`, `best`, or the path of a checkpoint folder (`rlo status RUN` lists them)",
+            )
+    path = Path(run.checkpoint_path(choice)).resolve()
+    module_dir(path)
+    iteration = next((c.iteration for c in cps if Path(c.path).resolve() == path), None)
+    return str(path), {"choice": choice if choice in CHECKPOINT_CHOICES else "path", "iteration": iteration}
+
+
+def default_name(run) -> str:
+    job = (run.record.spec or {}).get("job") or {}
+    base = (job.get("name") or run.id).lower()
+    name = re.sub(r"[^-a-z0-9_.]", "-", base).strip("-._")[:63]
+    return name or "policy"
+
+
+def _check_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise UserError(
+            f"endpoint name `{name}` is not usable in a URL",
+            fix="use lowercase letters, digits, `-`, `_` and `.` (at most 63, starting with a letter or digit)",
+        )
+    return name
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise UserError(
+                f"cannot serve on {host}:{port}: {e.strerror or e}",
+                fix="pick another port with --port (or stop what listens there)",
+            ) from None
+
+
+def _api_key(api_key: str | None, api_key_file: str | None) -> tuple[str | None, str | None]:
+    """(key, key file). A key file that does not exist yet gets a new random key (mode 600)."""
+    if api_key and api_key_file:
+        raise UserError("give either an API key or an API key file, not both")
+    if api_key_file:
+        path = Path(api_key_file).expanduser().resolve()
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(32) + "\n")
+        key = path.read_text().strip()
+        if not key:
+            raise UserError(f"the API key file {path} is empty", fix="put a key in it, or remove it to get a new one")
+        return key, str(path)
+    if api_key is not None and not api_key.strip():
+        raise UserError("the API key is empty")
+    return (api_key.strip() if api_key else None), None
+
+
+# --- talking to Serve on the embedded Ray ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _lock():
+    """One deploy/undeploy at a time on this machine's embedded Ray (they read and change Serve's state)."""
+    path = settings().local_ray_dir / "serving.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _ray_session(local, quiet: bool = True):
+    """Connect this process to the embedded Ray as a driver (token auth), and disconnect after.
+
+    The Serve applications live on in the cluster (Serve's controller is a detached actor)."""
+    import importlib
+
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")}
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = local.token_path
+    os.environ.pop("RAY_AUTH_TOKEN", None)  # the embedded Ray's token file is the one source
+    ray = importlib.import_module("ray")
+    owned = not ray.is_initialized()
+    if owned:
+        _reload_ray_auth()
+    if quiet:
+        for name in ("ray", "ray.serve"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        if owned:
+            try:
+                ray.init(address=local.gcs_address, logging_level=logging.WARNING, log_to_driver=False)
+            except Exception as e:
+                raise EngineError(f"cannot connect to the embedded Ray at {local.gcs_address}: {e}") from None
+        yield ray
+    finally:
+        if owned and ray.is_initialized():
+            ray.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if owned:
+            _reload_ray_auth()
+
+
+def _reload_ray_auth() -> None:
+    # Ray reads RAY_AUTH_MODE / RAY_AUTH_TOKEN_PATH into its C++ config and token cache when it is first
+    # imported; refresh both so the variables set (or restored) here count even when Ray was imported before.
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _serve_client():
+    from ray.serve.context import _get_global_client
+
+    return _get_global_client(raise_if_no_controller_running=False)
+
+
+def _start_serve(host: str | None, port: int | None, registry: Registry) -> tuple[str, int]:
+    """Serve's proxy address: the running one (refusing a different one asked for), or a new one."""
+    from ray import serve
+
+    client = _serve_client()
+    if client is not None:
+        cfg = client.http_config
+        if (host and host != cfg.host) or (port and port != cfg.port):
+            live = [e.name for e in registry.endpoints()]
+            raise UserError(
+                f"Serve on the embedded Ray already listens on {cfg.host}:{cfg.port}"
+                + (f" (endpoints: {', '.join(live)})" if live else "")
+                + f"; every endpoint shares it, so it cannot also listen on {host or cfg.host}:{port or cfg.port}",
+                fix=f"leave out --host/--port (or use --host {cfg.host} --port {cfg.port}), "
+                "or `rlo undeploy --all` first",
+            )
+        return cfg.host, cfg.port
+    host, port = host or DEFAULT_HOST, port or DEFAULT_PORT
+    _check_port_free(host, port)
+    serve.start(http_options={"host": host, "port": port})
+    return host, port
+
+
+def _root_cause(text: str) -> str:
+    """The last `SomeError: message` line of a replica's traceback."""
+    lines = [ln.strip() for ln in text.splitlines() if re.match(r"^\s*[\w.]*(Error|Exception)\b.*:", ln)]
+    return lines[-1] if lines else text.strip().splitlines()[-1] if text.strip() else "unknown error"
+
+
+def _app_error(name: str) -> str:
+    from ray import serve
+
+    try:
+        app = serve.status().applications.get(name)
+    except Exception:
+        return ""
+    if app is None:
+        return ""
+    parts = [app.message] + [d.message for d in app.deployments.values() if d.message]
+    return "\n".join(p for p in parts if p)
+
+
+def deploy(
+    run,
+    *,
+    checkpoint: str = "latest",
+    name: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    api_key: str | None = None,
+    api_key_file: str | None = None,
+    replicas: int = 1,
+    num_cpus: float = 0,
+    max_batch_size: int = 32,
+    batch_wait_timeout_s: float = 0.002,
+    quiet: bool = True,
+) -> Predictor:
+    """Serve a run's policy over HTTP on the embedded Ray; returns a `Predictor` for it.
+
+    `host`/`port`: where Serve's HTTP proxy listens (127.0.0.1:8000 unless asked; every endpoint shares it).
+    Anything but a loopback host makes the endpoint reachable from other machines: give an API key then.
+    `num_cpus` reserves CPUs for each replica (0: it never holds back a training job on a small machine)."""
+    from .backends import EMBEDDED
+    from .local_ray import LocalRayManager
+    from .run import Run
+    from .run import attach as attach_run
+    from .serving_endpoint import key_digest
+    from .training import is_atari
+
+    run = run if isinstance(run, Run) else attach_run(run)
+    path, chosen = resolve_checkpoint(run, checkpoint)
+    name = _check_name(name or default_name(run))
+    key, key_file = _api_key(api_key, api_key_file)
+    if replicas < 1:
+        raise UserError("--replicas must be at least 1")
+    if max_batch_size < 1 or batch_wait_timeout_s < 0:
+        raise UserError("--max-batch-size must be >= 1 and --batch-wait-ms >= 0")
+    if port is not None and not 0 < port < 65536:
+        raise UserError(f"--port {port} is not a TCP port")
+
+    # The env and training-side preprocessing (observation scaling, Atari frames) the policy was trained with.
+    trained = run.policy_info()
+    env_id = trained.get("env")
+    env_config = dict(trained.get("env_config") or {})
+    atari = _atari_preprocessing(run.record.spec, env_config) if env_id and is_atari(env_id) else None
+
+    config = {
+        "name": name,
+        "run_id": run.id,
+        "checkpoint": path,
+        "env": env_id,
+        "env_config": env_config,
+        "algorithm": trained.get("algorithm"),
+        "atari": atari,
+        "api_key_sha256": key_digest(key) if key else None,
+        "replicas": int(replicas),
+        "num_cpus": float(num_cpus),
+        "torch_threads": max(1, int(num_cpus)),
+        "max_batch_size": int(max_batch_size),
+        "batch_wait_timeout_s": float(batch_wait_timeout_s),
+    }
+    registry = Registry(settings().registry_path)
+    local = LocalRayManager().ensure(quiet=quiet)
+    with _lock(), _ray_session(local, quiet=quiet):
+        from ray import serve
+
+        from .serving_endpoint import build
+
+        bound_host, bound_port = _start_serve(host, port, registry)
+        try:
+            serve.run(build(config), name=name, route_prefix=f"/{name}")
+        except Exception as e:
+            why = _app_error(name) or f"{type(e).__name__}: {e}"
+            with contextlib.suppress(Exception):
+                serve.delete(name)
+                if not serve.status().applications:
+                    serve.shutdown()  # Serve was there only for this endpoint
+            registry.mark_undeployed(name)
+            raise EngineError(
+                f"the endpoint `{name}` failed to start: {_root_cause(why)}"
+                + (f"\n{why.strip()[-4000:]}" if not quiet else "\n  (--verbose shows the replica's traceback)")
+            ) from None
+
+    url_host = DEFAULT_HOST if bound_host in ("0.0.0.0", "::", "") else bound_host
+    url_host = f"[{url_host}]" if ":" in url_host else url_host
+    url = f"http://{url_host}:{bound_port}/{name}"
+    registry.add_endpoint(
+        EndpointRecord(
+            name=name,
+            run_id=run.id,
+            checkpoint=path,
+            url=url,
+            backend=EMBEDDED,
+            address=local.dashboard_url,
+            created_at=time.time(),
+            extra={
+                **chosen,
+                "host": bound_host,
+                "port": bound_port,
+                "exposed": not _is_loopback(bound_host),
+                "api_key_required": key is not None,
+                "api_key_file": key_file,
+                "env": env_id,
+                "replicas": int(replicas),
+                "num_cpus": float(num_cpus),
+                "max_batch_size": int(max_batch_size),
+                "batch_wait_timeout_s": float(batch_wait_timeout_s),
+            },
+        )
+    )
+    return Predictor(url, key, name=name)
+
+
+def _atari_preprocessing(spec: dict, env_config: dict) -> dict:
+    """The frame size and stack training used (training._make_env; `model.dim` is the seeds' legacy spelling)."""
+    legacy = ((((spec or {}).get("job") or {}).get("hyperparameters") or {}).get("model") or {}).get("dim")
+    return {"dim": int(env_config.get("dim", legacy or 64)), "framestack": int(env_config.get("framestack", 4))}
+
+
+def _live_endpoint(registry: Registry, name: str) -> EndpointRecord:
+    rec = registry.endpoint(name)
+    if rec is None:
+        names = [e.name for e in registry.endpoints()]
+        raise UserError(
+            f"no endpoint `{name}` is deployed",
+            fix=did_you_mean(name, names) or ("`rlo endpoints` lists them" if names else "`rlo deploy RUN` makes one"),
+        )
+    return rec
+
+
+def undeploy(name: str | None = None, *, all_endpoints: bool = False, quiet: bool = True) -> list[str]:
+    """Stop endpoint `name` (or every endpoint). Serve itself stops with the last application."""
+    from .local_ray import LocalRayManager
+
+    registry = Registry(settings().registry_path)
+    names = [e.name for e in registry.endpoints()] if all_endpoints else [_live_endpoint(registry, name).name]
+    local = LocalRayManager().current()
+    if names and local is not None:
+        with _lock(), _ray_session(local, quiet=quiet):
+            from ray import serve
+
+            if _serve_client() is not None:
+                for n in names:
+                    serve.delete(n)
+                if not serve.status().applications:
+                    serve.shutdown()
+    for n in names:  # without the embedded Ray there is nothing left to stop: only the record
+        registry.mark_undeployed(n)
+    return names
+
+
+def probe(url: str, timeout: float = 2.0) -> bool:
+    """Whether an endpoint answers /healthz (no Ray connection needed)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=timeout) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def endpoints(include_undeployed: bool = False) -> list[tuple[EndpointRecord, str]]:
+    """What is deployed, newest first, with its state: `up`, `not answering`, or `undeployed`."""
+    out = []
+    for rec in Registry(settings().registry_path).endpoints(include_undeployed=include_undeployed):
+        state = "undeployed" if not rec.live else ("up" if probe(rec.url) else "not answering")
+        out.append((rec, state))
+    return out
