@@ -212,3 +212,16 @@ def test_seed_pong_entry_script_trains_impala_on_atari(rlo, tmp_path):
     assert [r["training_iteration"] for r in series] == [1, 2, 3]
     assert series[-1][metrics.ENV_STEPS] > 0
     assert run.latest_checkpoint() is not None
+
+
+def test_appo_runs_through_the_generic_entry_script(rlo, tmp_path):
+    job = {
+        "name": "appo",
+        "algorithm": "APPO",
+        "env": "CartPole-v1",
+        "num_envs_per_env_runner": 4,
+        "stop": {"training_iteration": 2},
+    }
+    res = rlo("submit", spec_file(tmp_path, job), "--wait", check_exit=0)
+    series = attach(res.stdout.splitlines()[0].strip()).metrics()
+    assert [m["training_iteration"] for m in series] == [1, 2] and series[-1][metrics.ENV_STEPS] > 0
