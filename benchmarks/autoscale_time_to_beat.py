@@ -34,6 +34,7 @@ def main() -> None:
     args = ap.parse_args()
 
     home = Path(os.environ.get("RLO_HOME") or tempfile.mkdtemp(prefix="rlo-bench-home-"))
+    home.mkdir(parents=True, exist_ok=True)
     os.environ["RLO_HOME"] = str(home)
     spec = yaml.safe_load((ROOT / "cluster_configs" / "local-autoscale.yaml").read_text())
     spec["job"]["entry_script"] = str(ROOT / "entry_scripts" / "autoscale_ppo.py")
