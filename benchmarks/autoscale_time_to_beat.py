@@ -98,7 +98,7 @@ def report(run_id: str, episodes: int) -> None:
         if beats and first is None:
             first = (cp.iteration, minutes)
         print(
-            f"{cp.iteration:>5} {minutes:>8.1f} {m.get('num_env_steps_sampled_lifetime', 0):>10,} "
+            f"{cp.iteration:>5} {minutes:>8.1f} {int(m.get('num_env_steps_sampled_lifetime', 0)):>10,} "
             f"{r.summary['ppo']['profit'].mean:>11,.0f} {c.profit_diff.format(0, signed=True):>24} "
             f"({c.profit_diff_percent.mean:+.1f}%) {r.summary['ppo']['downtime_minutes'].mean:>9.1f} "
             f"{'yes' if beats else 'no':>6}"

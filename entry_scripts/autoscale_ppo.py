@@ -55,7 +55,7 @@ class Preset:
     1000-minute episodes is evaluated on the env's default 10,000)."""
     eval_episodes: int = 100
     """Held-out evaluation episodes after training (EVAL_SEEDS, disjoint from the training seeds); 0 skips it."""
-    stop: dict = field(default_factory=lambda: {"training_iteration": 30})
+    stop: dict = field(default_factory=lambda: {"training_iteration": 50})
     """Stop criteria (JSON); the spec's `job.stop` is passed here by the spec's script_args."""
 
 
