@@ -111,7 +111,7 @@ def main() -> None:
     )
     print(f"{'':44} {'env steps':>10} {'loop (s)':>9} {'loop steps/s':>13} {'wall (s)':>9} {'e2e steps/s':>12}")
     for name, n, loop, wall in rows:
-        print(f"{name:44} {n:>10,} {loop:>9.1f} {n / loop:>13,.0f} {wall:>9.1f} {n / wall:>12,.0f}")
+        print(f"{name:44} {int(n):>10,} {loop:>9.1f} {n / loop:>13,.0f} {wall:>9.1f} {n / wall:>12,.0f}")
     (_, n1, l1, w1), (_, n2, l2, w2) = rows
     print(
         f"\nours / SB3: training loop {(n1 / l1) / (n2 / l2):.2f}x, end to end {(n1 / w1) / (n2 / w2):.2f}x "
