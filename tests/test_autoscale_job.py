@@ -25,12 +25,24 @@ def autoscale_run(tmp_path_factory, rlo_home):
     spec["job"]["entry_script"] = str(ROOT / "entry_scripts" / "autoscale_ppo.py")
     spec["job"]["num_envs_per_env_runner"] = 16
     # A tiny budget: what matters here is the path (train -> checkpoint -> evaluate), not the policy's quality.
-    spec["job"]["script_args"] = {"stop": {"training_iteration": 3}, "eval_episodes": 4, "train_batch_size": 2048,
-                                  "minibatch_size": 256, "num_epochs": 2, "train_episode_minutes": 200}
+    spec["job"]["script_args"] = {
+        "stop": {"training_iteration": 3},
+        "eval_episodes": 4,
+        "train_batch_size": 2048,
+        "minibatch_size": 256,
+        "num_epochs": 2,
+        "train_episode_minutes": 200,
+    }
     path = tmp_path_factory.mktemp("autoscale") / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
-    res = subprocess.run([sys.executable, "-m", "orchestrator.cli", "submit", str(path), "--wait"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=900, env=dict(os.environ, RLO_HOME=str(rlo_home)))
+    res = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "submit", str(path), "--wait"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=dict(os.environ, RLO_HOME=str(rlo_home)),
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return res.stdout.splitlines()[0].strip(), res.stdout
 

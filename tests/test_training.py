@@ -78,10 +78,14 @@ def test_observation_and_reward_scaling_wrappers():
 
     scale = [20.0, 1.0, 1.0, 20.0] * 5 + [1.0] * 5
     plain = _make_env("rlo/AutoScale-v0", None, {"max_time_steps": 50})
-    scaled = _make_env("rlo/AutoScale-v0", None, {"max_time_steps": 50, "reward_scale": 0.01,
-                                                  "observation_scale": scale})
-    vec = _make_env("rlo/AutoScale-v0", None, {"max_time_steps": 50, "reward_scale": 0.01,
-                                               "observation_scale": scale, "num_envs": 3})
+    scaled = _make_env(
+        "rlo/AutoScale-v0", None, {"max_time_steps": 50, "reward_scale": 0.01, "observation_scale": scale}
+    )
+    vec = _make_env(
+        "rlo/AutoScale-v0",
+        None,
+        {"max_time_steps": 50, "reward_scale": 0.01, "observation_scale": scale, "num_envs": 3},
+    )
     o1, _ = plain.reset(seed=3)
     o2, _ = scaled.reset(seed=3)
     ov, _ = vec.reset(seed=3)
