@@ -64,7 +64,10 @@ def parse_args(argv: list[str] | None) -> tuple[Preset, list[str]]:
     for f in dataclasses.fields(Preset):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         kind = json.loads if isinstance(default, list | dict | bool) else type(default)
-        p.add_argument("--" + f.name.rstrip("_").replace("_", "-"), dest=f.name, type=kind, default=default)
+        name = f.name.rstrip("_")
+        # `--train-episode-minutes` or `--train_episode_minutes` (spec script_args keys are passed as written)
+        flags = dict.fromkeys(["--" + name.replace("_", "-"), "--" + name])
+        p.add_argument(*flags, dest=f.name, type=kind, default=default)
     ns, rest = p.parse_known_args(argv)
     return Preset(**vars(ns)), rest
 
