@@ -17,6 +17,7 @@ def _ts(t: float | None) -> str:
 def cmd_deploy(args) -> int:
     from .serving import deploy
 
+    notices: list[str] = []
     predictor = deploy(
         args.run,
         checkpoint=args.checkpoint,
@@ -30,7 +31,10 @@ def cmd_deploy(args) -> int:
         max_batch_size=args.max_batch_size,
         batch_wait_timeout_s=args.batch_wait_ms / 1000.0,
         quiet=not args.verbose,
+        notices_out=notices,
     )
+    for n in notices:
+        print(f"[rlo] note: {n}", file=sys.stderr)
     info = predictor.info()
     if args.json:
         print(json.dumps({"url": predictor.url, **info}, indent=2))
@@ -48,21 +52,13 @@ def cmd_deploy(args) -> int:
     print(f"  action      {act['type']} {act.get('n', act.get('nvec', act.get('shape', '')))}", file=err)
     if info.get("preprocessing", "").startswith("RLlib's Atari"):
         print(f"  preprocessing: {info['preprocessing']}", file=err)
-    from .registry import Registry
-    from .serving import DEFAULT_HOST, _is_loopback
-    from .settings import settings
-
-    rec = Registry(settings().registry_path).endpoint(info["name"])
-    host = rec.extra.get("host", DEFAULT_HOST) if rec else DEFAULT_HOST
     if info["api_key_required"]:
+        from .registry import Registry
+        from .settings import settings
+
+        rec = Registry(settings().registry_path).endpoint(info["name"])
         where = rec.extra.get("api_key_file") if rec else None
         print(f"  API key     required (Authorization: Bearer KEY){f'; key file {where}' if where else ''}", file=err)
-    if not _is_loopback(host):
-        print(
-            f"[rlo] warning: Serve listens on {host}: the endpoint is reachable from other machines"
-            + ("" if info["api_key_required"] else ", and it has no API key (--api-key-file)"),
-            file=err,
-        )
     print(f"[rlo] `rlo undeploy {info['name']}` stops it", file=err)
     return 0
 
@@ -151,7 +147,7 @@ def register(add) -> None:
     sp.add_argument("--replicas", type=int, default=1, help="replicas of the policy (default 1)")
     sp.add_argument("--num-cpus", type=float, default=0, help="CPUs reserved per replica (default 0: none)")
     sp.add_argument("--max-batch-size", type=int, default=32, help="concurrent requests batched per forward pass")
-    sp.add_argument("--batch-wait-ms", type=float, default=2.0, help="how long a batch waits to fill (default 2)")
+    sp.add_argument("--batch-wait-ms", type=float, default=1.0, help="how long a batch waits to fill (default 1)")
     sp.add_argument("--json", action="store_true", help="print the endpoint's info as JSON")
     sp.add_argument("--verbose", action="store_true", help="show Ray's and Serve's own log lines")
 

@@ -399,14 +399,16 @@ def deploy(
     replicas: int = 1,
     num_cpus: float = 0,
     max_batch_size: int = 32,
-    batch_wait_timeout_s: float = 0.002,
+    batch_wait_timeout_s: float = 0.001,
     quiet: bool = True,
+    notices_out: list[str] | None = None,
 ) -> Predictor:
     """Serve a run's policy over HTTP on the embedded Ray; returns a `Predictor` for it.
 
     `host`/`port`: where Serve's HTTP proxy listens (127.0.0.1:8000 unless asked; every endpoint shares it).
     Anything but a loopback host makes the endpoint reachable from other machines: give an API key then.
-    `num_cpus` reserves CPUs for each replica (0: it never holds back a training job on a small machine)."""
+    `num_cpus` reserves CPUs for each replica (0: it never holds back a training job on a small machine).
+    `notices_out` collects what the user should know (an endpoint replaced, an exposed host)."""
     from .backends import EMBEDDED
     from .local_ray import LocalRayManager
     from .run import Run
@@ -471,7 +473,7 @@ def deploy(
     url_host = DEFAULT_HOST if bound_host in ("0.0.0.0", "::", "") else bound_host
     url_host = f"[{url_host}]" if ":" in url_host else url_host
     url = f"http://{url_host}:{bound_port}/{name}"
-    registry.add_endpoint(
+    replaced = registry.add_endpoint(
         EndpointRecord(
             name=name,
             run_id=run.id,
@@ -495,6 +497,20 @@ def deploy(
             },
         )
     )
+    notices = []
+    if replaced is not None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(replaced.created_at))
+        notices.append(
+            f"endpoint `{name}` replaced the one deployed {when} "
+            f"(run {replaced.run_id}, checkpoint {replaced.checkpoint})"
+        )
+    if not _is_loopback(bound_host):
+        notices.append(
+            f"Serve listens on {bound_host}: the endpoint is reachable from other machines"
+            + ("" if key else ", and it has no API key (--api-key-file)")
+        )
+    if notices_out is not None:
+        notices_out.extend(notices)
     return Predictor(url, key, name=name)
 
 

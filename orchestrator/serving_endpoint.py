@@ -217,7 +217,11 @@ class ObservationChecker:
 
     def _from_frames(self, value: Any) -> tuple[np.ndarray, bool]:
         if not self.atari:
-            raise BadRequest(400, "`frames` is for Atari policies; this endpoint takes `observation`/`observations`")
+            raise BadRequest(
+                400,
+                "`frames` (raw Atari frames) is only for policies trained on RLlib's Atari wrappers' frames; "
+                "this endpoint takes `observation`/`observations` (GET /info shows the observation space)",
+            )
         k = int(self.atari["framestack"])
         arr = _as_numbers(value, "frames")
         if arr.ndim not in (4, 5) or arr.shape[-1] != 3 or arr.shape[-4] != k:
@@ -380,7 +384,7 @@ class PolicyEndpoint:
         self.checker = ObservationChecker(space, atari=atari)
         self._digest = config.get("api_key_sha256")
         self._answer.set_max_batch_size(int(config.get("max_batch_size", 32)))
-        self._answer.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.002)))
+        self._answer.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.001)))
         self.info = {
             "name": config["name"],
             "run_id": config["run_id"],
@@ -393,7 +397,7 @@ class PolicyEndpoint:
             "outputs": ["actions", "action_probabilities", "values"],
             "batching": {
                 "max_batch_size": int(config.get("max_batch_size", 32)),
-                "batch_wait_timeout_s": float(config.get("batch_wait_timeout_s", 0.002)),
+                "batch_wait_timeout_s": float(config.get("batch_wait_timeout_s", 0.001)),
             },
             "max_observations_per_request": MAX_OBSERVATIONS_PER_REQUEST,
             "api_key_required": self._digest is not None,
@@ -427,7 +431,7 @@ class PolicyEndpoint:
             return _error(e)
         return await self._answer(req)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.001)
     async def _answer(self, requests: list[PredictRequest]) -> list[dict]:
         return answer_batch(self.policy, requests)
 
@@ -438,5 +442,10 @@ def build(config: dict):
         name="policy",
         num_replicas=int(config.get("replicas", 1)),
         max_ongoing_requests=max(8, 4 * int(config.get("max_batch_size", 32))),
-        ray_actor_options={"num_cpus": float(config.get("num_cpus", 0))},
+        ray_actor_options={
+            "num_cpus": float(config.get("num_cpus", 0)),
+            # Torch's thread count is per thread (OpenMP), and Serve runs requests on another thread than the
+            # constructor: the variable makes every thread of the replica start with it.
+            "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(int(config.get("torch_threads", 1))), "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}},
+        },
     ).bind(config)
