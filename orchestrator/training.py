@@ -137,7 +137,9 @@ def validate_env(env_id: str, source_dir: str | Path | None = None) -> str:
 def has_vector_entry_point(env_id: str) -> bool:
     """Whether a Gymnasium id ships its own batched VectorEnv (e.g. rlo/AutoScale-v0), which RLlib can use
     instead of stepping one env per sub-env."""
-    if is_import_path(env_id):
+    # Atari ids have one too (ale_py's AtariVectorEnv), but with its own preprocessing: Atari trains through
+    # RLlib's wrappers (the frames the policy is served with), stepped one env at a time.
+    if is_import_path(env_id) or is_atari(env_id):
         return False
     _ensure_registrations()
     import gymnasium as gym

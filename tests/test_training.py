@@ -95,3 +95,11 @@ def test_observation_and_reward_scaling_wrappers():
     _, rv, *_ = vec.step(np.array([[1, 0]] * 3))
     assert r2 == pytest.approx(r1 * 0.01) and rv[0] == pytest.approx(r2)
     assert vec.single_observation_space.high[0] == pytest.approx(20.0)
+
+
+def test_batched_vector_env_only_where_it_keeps_the_training_preprocessing():
+    from orchestrator.training import has_vector_entry_point
+
+    assert has_vector_entry_point("rlo/AutoScale-v0")
+    # ale_py registers a vector env with its own frames; Atari must go through RLlib's wrappers (64x64x4).
+    assert not has_vector_entry_point("ALE/Pong-v5") and not has_vector_entry_point("PongNoFrameskip-v4")
