@@ -76,7 +76,7 @@ def render(series: list[Series], out: str | os.PathLike, title: str | None = Non
         if have:
             label = f"{s.label}: return {_fmt(have[-1])} at iteration {recs[-1].get('training_iteration', len(recs))}"
         elif recs:
-            label = f"{s.label}: no finished episode yet ({len(recs)} iterations)"
+            label = f"{s.label}: no finished episode yet ({len(recs)} iteration{'s' if len(recs) != 1 else ''})"
         else:
             label = f"{s.label}: no metrics yet"
         marker = "o" if len(recs) <= 30 else None

@@ -305,6 +305,7 @@ def _ray_session(local, quiet: bool = True):
     os.environ["RAY_AUTH_TOKEN_PATH"] = local.token_path
     os.environ.pop("RAY_AUTH_TOKEN", None)  # the embedded Ray's token file is the one source
     ray = importlib.import_module("ray")
+    importlib.import_module("ray.serve")  # it sets up its logger when imported: quiet it after that
     owned = not ray.is_initialized()
     if owned:
         _reload_ray_auth()
@@ -565,9 +566,19 @@ def probe(url: str, timeout: float = 2.0) -> bool:
 
 
 def endpoints(include_undeployed: bool = False) -> list[tuple[EndpointRecord, str]]:
-    """What is deployed, newest first, with its state: `up`, `not answering`, or `undeployed`."""
+    """What is deployed, newest first, with its state: `up`, `not answering`, `gone` (the embedded Ray it ran
+    on has stopped: it cannot come back), or `undeployed`."""
+    from .backends import EMBEDDED
+    from .local_ray import LocalRayManager
+
+    local = LocalRayManager().current()
     out = []
     for rec in Registry(settings().registry_path).endpoints(include_undeployed=include_undeployed):
-        state = "undeployed" if not rec.live else ("up" if probe(rec.url) else "not answering")
+        if not rec.live:
+            state = "undeployed"
+        elif rec.backend == EMBEDDED and (local is None or rec.address != local.dashboard_url):
+            state = "gone (its Ray stopped)"
+        else:
+            state = "up" if probe(rec.url) else "not answering"
         out.append((rec, state))
     return out

@@ -446,6 +446,6 @@ def build(config: dict):
             "num_cpus": float(config.get("num_cpus", 0)),
             # Torch's thread count is per thread (OpenMP), and Serve runs requests on another thread than the
             # constructor: the variable makes every thread of the replica start with it.
-            "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(int(config.get("torch_threads", 1))), "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}},
+            "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(int(config.get("torch_threads", 1)))}},
         },
     ).bind(config)
