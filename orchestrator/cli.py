@@ -46,6 +46,13 @@ def _fmt_time(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
+def print_table(rows: list[tuple]) -> None:
+    """Left-aligned columns, two spaces apart; the first row is the header."""
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
 def _fmt_metric(v) -> str:
     if v is None:
         return "-"
@@ -252,9 +259,7 @@ def cmd_list(args) -> int:
                 (r.stop_reason or r.message or "")[:60],
             )
         )
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+    print_table(rows)
     return 0
 
 

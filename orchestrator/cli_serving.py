@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
 
-
-def _ts(t: float | None) -> str:
-    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else "-"
+from .cli import _fmt_time, print_table
 
 
 def cmd_deploy(args) -> int:
@@ -109,11 +106,17 @@ def cmd_endpoints(args) -> int:
         it = r.extra.get("iteration")
         cp = f"{r.extra.get('choice', '?')}" + (f" (iter {it})" if it is not None else "")
         table.append(
-            (r.name, state, r.url, r.run_id, cp, _ts(r.created_at), "yes" if r.extra.get("api_key_required") else "no")
+            (
+                r.name,
+                state,
+                r.url,
+                r.run_id,
+                cp,
+                _fmt_time(r.created_at),
+                "yes" if r.extra.get("api_key_required") else "no",
+            )
         )
-    widths = [max(len(str(row[i])) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print_table(table)
     return 0
 
 
