@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import RunNotFound, did_you_mean
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED", "SUBMIT_FAILED"})
 
@@ -71,6 +71,46 @@ _MIGRATIONS = {
         extra_json TEXT
     );
     CREATE UNIQUE INDEX endpoints_live_name ON endpoints(name) WHERE undeployed_at IS NULL;
+    """,
+    # Schedules (`rlo schedule`) and every firing of one; the (schedule, fire_time) key means a restarted
+    # scheduler can never fire the same time twice. Run attempts: one row per submission of a run (the first
+    # and each `rlo resume`), so the registry shows one run with its resumptions.
+    3: """
+    CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        cron TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        spec_json TEXT NOT NULL,
+        spec_path TEXT,
+        overlap TEXT NOT NULL,
+        catch_up INTEGER NOT NULL,
+        paused INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        next_fire_at REAL,
+        extra_json TEXT
+    );
+    CREATE TABLE schedule_firings (
+        schedule TEXT NOT NULL REFERENCES schedules(name) ON DELETE CASCADE,
+        fire_time REAL NOT NULL,
+        recorded_at REAL NOT NULL,
+        outcome TEXT NOT NULL,
+        run_id TEXT,
+        message TEXT,
+        PRIMARY KEY (schedule, fire_time)
+    );
+    CREATE TABLE run_attempts (
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        attempt INTEGER NOT NULL,
+        job_id TEXT,
+        submitted_at REAL NOT NULL,
+        ended_at REAL,
+        status TEXT,
+        from_checkpoint TEXT,
+        from_iteration INTEGER,
+        message TEXT,
+        PRIMARY KEY (run_id, attempt)
+    );
     """,
 }
 
