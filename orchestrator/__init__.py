@@ -11,6 +11,7 @@ from .errors import EngineError, JobFailed, PlanError, RloError, SpecError, User
 from .estimator import Estimator
 from .planner import Plan, plan_env_runners, plan_spec
 from .run import Run, attach, list_runs
+from .serving import PredictionError, Predictor
 from .spec import (
     CheckpointConfig,
     ClusterSpec,
@@ -23,7 +24,27 @@ from .spec import (
 )
 
 __all__ = [
-    "CheckpointConfig", "ClusterSpec", "EngineError", "Estimator", "HeadConfiguration", "JobFailed", "JobSpec",
-    "Plan", "PlanError", "RloError", "Run", "Spec", "SpecError", "UserError", "WorkerConfiguration", "attach",
-    "list_runs", "load_spec", "parse_spec", "plan_env_runners", "plan_spec",
+    "CheckpointConfig",
+    "ClusterSpec",
+    "EngineError",
+    "Estimator",
+    "HeadConfiguration",
+    "JobFailed",
+    "JobSpec",
+    "Plan",
+    "PlanError",
+    "PredictionError",
+    "Predictor",
+    "RloError",
+    "Run",
+    "Spec",
+    "SpecError",
+    "UserError",
+    "WorkerConfiguration",
+    "attach",
+    "list_runs",
+    "load_spec",
+    "parse_spec",
+    "plan_env_runners",
+    "plan_spec",
 ]
