@@ -97,7 +97,13 @@ def cmd_submit(args) -> int:
     spec = load_spec(args.spec)
     if args.name:
         spec.job.name = args.name
+    if getattr(args, "backend", "ray") == "azureml":
+        from .cli_render import submit_azureml
+
+        return submit_azureml(spec, args)
     notices: list[str] = []
+    if spec.schedule is not None:
+        notices.append("`rlo submit` runs the job once, now; `rlo schedule add SPEC` schedules it (`schedule:`)")
     run = submit(spec, address=args.address, token=args.token, notices_out=notices)
     for n in notices:
         print(f"[rlo] note: {n}", file=sys.stderr)
@@ -301,7 +307,12 @@ def cmd_down(args) -> int:
 
 # Modules that add commands (evaluate, deploy, plot, ...): each defines `register(add)`, where
 # `add(name, fn, help)` returns an argparse sub-parser whose `fn(args) -> exit code` runs the command.
-COMMAND_MODULES: list[str] = ["orchestrator.cli_serving", "orchestrator.cli_autoscale"]
+COMMAND_MODULES: list[str] = [
+    "orchestrator.cli_serving",
+    "orchestrator.cli_autoscale",
+    "orchestrator.cli_schedule",
+    "orchestrator.cli_render",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--token", help="auth token of that cluster (default: RAY_AUTH_TOKEN / ~/.ray/auth_token)")
     sp.add_argument("--name", help="a name for the run")
     sp.add_argument("--raw", action="store_true", help="with --wait: print the log verbatim")
+    importlib.import_module("orchestrator.cli_render").add_submit_args(sp)  # --backend azureml and its flags
 
     sp = add("attach", cmd_attach, "stream a run's log and progress until it ends (exit 0 iff it succeeded)")
     run_arg(sp)

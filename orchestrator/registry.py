@@ -83,7 +83,7 @@ _MIGRATIONS = {
         spec_json TEXT NOT NULL,
         spec_path TEXT,
         overlap TEXT NOT NULL,
-        catch_up INTEGER NOT NULL,
+        catch_up TEXT NOT NULL,
         paused INTEGER NOT NULL DEFAULT 0,
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL,
@@ -99,6 +99,7 @@ _MIGRATIONS = {
         message TEXT,
         PRIMARY KEY (schedule, fire_time)
     );
+    CREATE INDEX schedule_firings_outcome ON schedule_firings(schedule, outcome);
     CREATE TABLE run_attempts (
         run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
         attempt INTEGER NOT NULL,
@@ -187,6 +188,56 @@ class EndpointRecord:
         extra = json.loads(d.pop("extra_json") or "null") or {}
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(extra=extra, **known)
+
+
+@dataclass
+class ScheduleRecord:
+    """A schedule (`rlo schedule add`): when, in which time zone, the spec it submits, its policies, and the
+    earliest fire time not yet handled (`next_fire_at`, a Unix time)."""
+
+    name: str
+    cron: str
+    timezone: str
+    spec: dict
+    overlap: str
+    catch_up: str
+    created_at: float
+    updated_at: float
+    paused: bool = False
+    spec_path: str | None = None
+    next_fire_at: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def _from_row(cls, row: sqlite3.Row) -> ScheduleRecord:
+        d = dict(row)
+        spec = json.loads(d.pop("spec_json") or "null") or {}
+        extra = json.loads(d.pop("extra_json") or "null") or {}
+        d["paused"] = bool(d.get("paused"))
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(spec=spec, extra=extra, **known)
+
+
+# Firing outcomes. `submitting` is the claim taken before submitting: it exists so that a firing is recorded
+# before anything reaches the engine (a restarted scheduler never fires the same time twice).
+FIRING_OUTCOMES = ("submitting", "submitted", "skipped", "queued", "cancelled_previous", "missed", "failed")
+
+
+@dataclass
+class FiringRecord:
+    """One fire time of a schedule and what came of it."""
+
+    schedule: str
+    fire_time: float
+    recorded_at: float
+    outcome: str
+    run_id: str | None = None
+    message: str | None = None
+
+    @classmethod
+    def _from_row(cls, row: sqlite3.Row) -> FiringRecord:
+        d = dict(row)
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 class Registry:
@@ -390,3 +441,141 @@ class Registry:
                 (when or time.time(), name),
             )
             return cur.rowcount == 1
+
+    # --- schedules ----------------------------------------------------------------------------------------------
+
+    def add_schedule(self, rec: ScheduleRecord, replace: bool = False) -> bool:
+        """Store a schedule; returns False when one of that name exists (and `replace` is False). Replacing
+        keeps the schedule's firings (its history and what it already fired)."""
+        row = (
+            rec.cron,
+            rec.timezone,
+            json.dumps(rec.spec),
+            rec.spec_path,
+            rec.overlap,
+            rec.catch_up,
+            int(rec.paused),
+            rec.updated_at,
+            rec.next_fire_at,
+            json.dumps(rec.extra),
+        )
+        with self._conn() as c:
+            exists = c.execute("SELECT 1 FROM schedules WHERE name=?", (rec.name,)).fetchone() is not None
+            if exists and not replace:
+                return False
+            if exists:
+                c.execute(
+                    "UPDATE schedules SET cron=?, timezone=?, spec_json=?, spec_path=?, overlap=?, catch_up=?, "
+                    "paused=?, updated_at=?, next_fire_at=?, extra_json=? WHERE name=?",
+                    (*row, rec.name),
+                )
+            else:
+                c.execute(
+                    "INSERT INTO schedules (cron, timezone, spec_json, spec_path, overlap, catch_up, paused, "
+                    "updated_at, next_fire_at, extra_json, name, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (*row, rec.name, rec.created_at),
+                )
+        return True
+
+    def schedule(self, name: str) -> ScheduleRecord | None:
+        with self._conn() as c:
+            row = c.execute("SELECT * FROM schedules WHERE name=?", (name,)).fetchone()
+        return ScheduleRecord._from_row(row) if row is not None else None
+
+    def schedules(self) -> list[ScheduleRecord]:
+        with self._conn() as c:
+            return [ScheduleRecord._from_row(r) for r in c.execute("SELECT * FROM schedules ORDER BY name")]
+
+    _SCHEDULE_COLUMNS = {"paused", "next_fire_at", "overlap", "catch_up"}
+
+    def update_schedule(self, name: str, **fields: Any) -> bool:
+        sets, values = ["updated_at=?"], [time.time()]
+        for key, value in fields.items():
+            if key not in self._SCHEDULE_COLUMNS:
+                raise TypeError(f"unknown schedule field {key}")
+            sets.append(f"{key}=?")
+            values.append(int(value) if key == "paused" else value)
+        with self._conn() as c:
+            return c.execute(f"UPDATE schedules SET {', '.join(sets)} WHERE name=?", (*values, name)).rowcount == 1
+
+    def remove_schedule(self, name: str) -> bool:
+        """Delete a schedule and its firings (runs it submitted stay in the registry)."""
+        with self._conn() as c:
+            return c.execute("DELETE FROM schedules WHERE name=?", (name,)).rowcount == 1
+
+    def claim_firings(
+        self, name: str, fire_times: list[float], outcome: str, next_fire_at: float | None, message: str | None = None
+    ) -> list[float]:
+        """Record fire times of a schedule and move its `next_fire_at` on, in one transaction. Returns the times
+        that were new: a time already recorded (by this or an earlier scheduler) is never claimed twice."""
+        if outcome not in FIRING_OUTCOMES:
+            raise ValueError(f"unknown firing outcome {outcome}")
+        now = time.time()
+        claimed = []
+        with self._conn() as c:
+            for t in fire_times:
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO schedule_firings (schedule, fire_time, recorded_at, outcome, message) "
+                    "VALUES (?,?,?,?,?)",
+                    (name, t, now, outcome, message),
+                )
+                if cur.rowcount == 1:
+                    claimed.append(t)
+            c.execute("UPDATE schedules SET next_fire_at=? WHERE name=?", (next_fire_at, name))
+        return claimed
+
+    def update_firing(
+        self, name: str, fire_time: float, *, outcome: str, expect: str | None = None, **fields: Any
+    ) -> bool:
+        """Set a firing's outcome (and run_id / message). With `expect`, only if its outcome is still that one
+        (a compare-and-set: of two callers, one wins)."""
+        if outcome not in FIRING_OUTCOMES:
+            raise ValueError(f"unknown firing outcome {outcome}")
+        sets, values = ["outcome=?", "recorded_at=?"], [outcome, time.time()]
+        for key, value in fields.items():
+            if key not in ("run_id", "message"):
+                raise TypeError(f"unknown firing field {key}")
+            sets.append(f"{key}=?")
+            values.append(value)
+        q = f"UPDATE schedule_firings SET {', '.join(sets)} WHERE schedule=? AND fire_time=?"
+        args = [*values, name, fire_time]
+        if expect is not None:
+            q += " AND outcome=?"
+            args.append(expect)
+        with self._conn() as c:
+            return c.execute(q, args).rowcount == 1
+
+    def firings(
+        self, name: str | None = None, outcome: str | None = None, limit: int | None = None, oldest_first: bool = False
+    ) -> list[FiringRecord]:
+        q, args, where = "SELECT * FROM schedule_firings", [], []
+        if name is not None:
+            where.append("schedule=?")
+            args.append(name)
+        if outcome is not None:
+            where.append("outcome=?")
+            args.append(outcome)
+        if where:
+            q += " WHERE " + " AND ".join(where)
+        q += " ORDER BY fire_time" + ("" if oldest_first else " DESC")
+        if limit:
+            q += f" LIMIT {int(limit)}"
+        with self._conn() as c:
+            return [FiringRecord._from_row(r) for r in c.execute(q, args)]
+
+    def firing(self, name: str, fire_time: float) -> FiringRecord | None:
+        with self._conn() as c:
+            row = c.execute(
+                "SELECT * FROM schedule_firings WHERE schedule=? AND fire_time=?", (name, fire_time)
+            ).fetchone()
+        return FiringRecord._from_row(row) if row is not None else None
+
+    def last_run_firing(self, name: str) -> FiringRecord | None:
+        """The latest firing of a schedule that started a run."""
+        with self._conn() as c:
+            row = c.execute(
+                "SELECT * FROM schedule_firings WHERE schedule=? AND run_id IS NOT NULL "
+                "ORDER BY fire_time DESC LIMIT 1",
+                (name,),
+            ).fetchone()
+        return FiringRecord._from_row(row) if row is not None else None

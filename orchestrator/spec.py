@@ -245,11 +245,66 @@ class JobSpec(Model):
         return out, notices
 
 
+class ScheduleSpec(Model):
+    """Run the job again and again (`rlo schedule add`, `rlo scheduler`): a cron expression in a time zone, what
+    to do when the previous run is still going, and which missed firings to run after downtime."""
+
+    cron: str = Field(
+        description="5 fields (minute hour day-of-month month day-of-week), e.g. `0 2 * * *`; or @daily, @hourly..."
+    )
+    timezone: str = Field("UTC", description="IANA time zone the cron is read in, e.g. Europe/Berlin.")
+    name: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=50,
+        description="The schedule's name (default: the job's name).",
+    )
+    overlap: Literal["skip", "queue", "cancel_previous"] = Field(
+        "skip",
+        description="When the previous run is still going: skip this firing, queue it (at most one waits), or "
+        "stop the previous run and start this one.",
+    )
+    catch_up: Literal["none", "latest", "all"] = Field(
+        "latest",
+        description="Firings missed while no scheduler ran: none, the latest one, or all (up to max_catch_up).",
+    )
+    max_catch_up: int = Field(
+        10, ge=1, le=1000, description="With catch_up: all, run at most this many missed firings."
+    )
+    seed: Literal["spec", "from_firing"] = Field(
+        "spec",
+        description="`from_firing`: each firing sets job.seed to its fire time (Unix seconds), so every run sees "
+        "fresh but reproducible env randomness (e.g. new load profiles every night).",
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        from .schedule import check_cron
+
+        return check_cron(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        from .schedule import check_timezone
+
+        return check_timezone(v)
+
+    @model_validator(mode="after")
+    def _fires(self):
+        from .schedule import check_fires
+
+        check_fires(self.cron, self.timezone)
+        return self
+
+
 class Spec(Model):
-    """A whole spec file: `cluster:` and `job:`."""
+    """A whole spec file: `cluster:` and `job:` (and `schedule:` to re-run the job on a cron schedule)."""
 
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
     job: JobSpec
+    schedule: ScheduleSpec | None = Field(None, description="Re-run the job on a cron schedule (`rlo schedule`).")
 
     # Where the spec came from; relative paths in the job resolve against its folder. Not part of the YAML.
     _base_dir: Path | None = None

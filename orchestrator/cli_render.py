@@ -1,0 +1,159 @@
+"""`rlo render kuberay|azureml SPEC`: the spec as KubeRay manifests or Azure ML entities, written to files.
+Also the Azure ML side of `rlo submit --backend azureml`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _images(sp) -> None:
+    sp.add_argument("--image", help="one image for every node (default: the docker/ images' tags)")
+    sp.add_argument("--head-image", help="the head's image (default: rl-orchestrator-head:VERSION)")
+    sp.add_argument("--worker-image", help="the worker pools' image (default: rl-orchestrator-worker:VERSION)")
+
+
+def _common(sp, default_dir: str) -> None:
+    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("-o", "--out", metavar="DIR", default=None, help=f"where to write (default: ./{default_dir}/NAME)")
+    _images(sp)
+
+
+def _out_dir(args, spec, target: str) -> Path:
+    if args.out:
+        return Path(args.out)
+    return Path("rendered") / f"{spec.job.name or spec.cluster.name}-{target}"
+
+
+def vm_sizes(values: list[str] | None) -> dict[str, str]:
+    out = {}
+    for v in values or []:
+        pool, sep, size = v.partition("=")
+        if not sep or not pool or not size:
+            raise UserError(f"--vm-size `{v}` is not POOL=SIZE", fix="e.g. `--vm-size worker-cpu=Standard_D2_v2`")
+        out[pool] = size
+    return out
+
+
+def cmd_render_kuberay(args) -> int:
+    from .render.kuberay import render_kuberay, write_yaml
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)
+    rendering = render_kuberay(
+        spec,
+        namespace=args.namespace,
+        image=args.image,
+        head_image=args.head_image,
+        worker_image=args.worker_image,
+        auth_secret=args.auth_secret,
+    )
+    out = _out_dir(args, spec, "kuberay")
+    for name, docs in rendering.files.items():
+        path = write_yaml(docs, out / name)
+        kinds = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in docs)
+        print(f"wrote {path}: {kinds}")
+    print(f"run id: {rendering.run_id}")
+    print(f"apply:  kubectl apply -f {out / 'rayjob.yaml'}     (the job on a cluster made for it, removed after)")
+    print(f"   or:  kubectl apply -f {out / 'raycluster.yaml'}  (a lasting cluster; then port-forward its head's")
+    print("        8265 and `rlo submit SPEC --address http://127.0.0.1:8265 --token TOKEN`)")
+    return 0
+
+
+def cmd_render_azureml(args) -> int:
+    from .render.azureml import build_azureml, write_azureml
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)
+    rendering = build_azureml(spec, **_azureml_kwargs(args))
+    out = _out_dir(args, spec, "azureml")
+    for path in write_azureml(rendering, out):
+        print(f"wrote {path}")
+    print(f"run id: {rendering.run_id}")
+    computes = " && ".join(f"az ml compute create -f {out / f'compute-{pool}.yml'}" for pool in rendering.computes)
+    print(f"apply:  {computes}")
+    print(f"        az ml job create -f {out / 'job.yml'}     (or `rlo submit SPEC --backend azureml`)")
+    for n in rendering.notes:
+        print(f"note: {n}")
+    return 0
+
+
+def _azureml_kwargs(args) -> dict:
+    return {
+        "image": getattr(args, "image", None),
+        "head_image": getattr(args, "head_image", None),
+        "worker_image": getattr(args, "worker_image", None),
+        "vm_sizes": vm_sizes(getattr(args, "vm_size", None)),
+        "vnet": getattr(args, "vnet", None),
+        "subnet": getattr(args, "subnet", None),
+    }
+
+
+def _azureml_args(sp) -> None:
+    sp.add_argument(
+        "--vm-size", action="append", metavar="POOL=SIZE", help="Azure VM size of a pool (default: its instance_type)"
+    )
+    sp.add_argument("--vnet", help="virtual network of the computes (they must reach each other)")
+    sp.add_argument("--subnet", help="subnet of the computes")
+
+
+def submit_azureml(spec, args) -> int:
+    """`rlo submit SPEC --backend azureml`: render, check workspace and credentials, create, submit."""
+    from .render.azureml import submit_azureml as submit
+
+    if args.address:
+        raise UserError(
+            "--address is for Ray clusters; --backend azureml submits to an Azure ML workspace",
+            fix="drop --address, or drop --backend azureml",
+        )
+    result = submit(
+        spec,
+        subscription=args.subscription,
+        resource_group=args.resource_group,
+        workspace=args.workspace,
+        **_azureml_kwargs(args),
+    )
+    print(result["name"])
+    print(
+        f"[rlo] submitted to Azure ML as {result['name']} (run id {result['run_id']}); follow it in the studio"
+        + (f": {result['studio_url']}" if result["studio_url"] else "")
+        + f" or with `az ml job stream -n {result['name']}`",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def add_submit_args(sp) -> None:
+    """The Azure ML flags of `rlo submit` (used with `--backend azureml`)."""
+    sp.add_argument("--backend", choices=("ray", "azureml"), default="ray", help="where to submit (default: ray)")
+    sp.add_argument("--subscription", help="(azureml) subscription id (or AZURE_SUBSCRIPTION_ID)")
+    sp.add_argument("--resource-group", help="(azureml) resource group (or AZURE_RESOURCE_GROUP)")
+    sp.add_argument("--workspace", help="(azureml) workspace name (or AZUREML_WORKSPACE_NAME)")
+    _images(sp)
+    _azureml_args(sp)
+
+
+def register(add) -> None:
+    sp = add("render", None, "write a spec as KubeRay manifests or Azure ML entities (rlo render TARGET SPEC)")
+    targets = sp.add_subparsers(dest="target", required=True, metavar="TARGET")
+
+    t = targets.add_parser("kuberay", help="RayCluster + RayJob manifests (KubeRay CRDs ray.io/v1)")
+    t.set_defaults(fn=cmd_render_kuberay)
+    _common(t, "rendered")
+    t.add_argument("--namespace", help="Kubernetes namespace of the objects (default: kubectl's)")
+    t.add_argument(
+        "--auth-secret", help="an existing Secret (key auth_token) with the Ray token (default: KubeRay makes one)"
+    )
+
+    # The spec's `schedule:` as a RayCronJob; its command lives with the schedules (cli_schedule.py).
+    from .cli_schedule import add_render_arguments
+
+    t = targets.add_parser("raycronjob", help="the spec's schedule: as a KubeRay RayCronJob (ray.io/v1)")
+    add_render_arguments(t)
+
+    t = targets.add_parser("azureml", help="AmlCompute per pool + a pipeline job (azure-ai-ml SDK YAML)")
+    t.set_defaults(fn=cmd_render_azureml)
+    _common(t, "rendered")
+    _azureml_args(t)

@@ -1,0 +1,783 @@
+"""Schedules: submit a spec again and again at the times of a cron expression (`rlo schedule`, `rlo scheduler`).
+
+The registry is the source of truth. A schedule row holds the spec (validated when it was added), its cron, time
+zone and policies, and `next_fire_at`, the earliest fire time not yet handled. Every fire time gets a row in
+`schedule_firings` *before* anything is submitted (an INSERT on the (schedule, fire_time) key), so a scheduler
+that restarts, or a second one, can never fire the same time twice; a firing interrupted between its claim and
+its submission is not retried (it is marked failed, or linked to its run when the run exists).
+
+Cron parsing and fire times come from APScheduler's CronTrigger (with zoneinfo time zones). Where APScheduler 3
+differs from standard cron, the expression is translated so that it means what cron (and KubeRay's RayCronJob)
+means: day-of-week numbers (0 and 7 are Sunday; APScheduler 3 counts 0 as Monday) and a restricted
+day-of-month *and* day-of-week (cron fires when either matches; APScheduler when both do). Clocks going back
+repeat an hour: a time that already fired in the first pass is not fired again (unless the hour field is `*`).
+
+    sched = Scheduler()              # takes the scheduler lock next to the registry
+    sched.tick()                     # fire what is due now; returns the firings it recorded
+    sched.run_forever(stop_event)    # `rlo scheduler`
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from .errors import EngineError, RloError, UserError, did_you_mean
+from .registry import TERMINAL, FiringRecord, Registry, ScheduleRecord
+from .settings import settings
+
+if TYPE_CHECKING:
+    from .spec import Spec
+
+# A fire time this late (seconds) is still fired as on time; older ones were missed (the scheduler was not
+# running) and are handled by the schedule's catch-up policy.
+MISFIRE_GRACE_S = 120.0
+# How often a scheduler with a queued firing checks whether the run it waits for has ended (seconds).
+QUEUE_POLL_S = 5.0
+# At most this many missed firings get a row each; older ones are counted in the message of the oldest row.
+MAX_MISSED_ROWS = 50
+
+_NAME_FIX = "a schedule name is lowercase letters, digits and `-` (it also names the RayCronJob on Kubernetes)"
+
+# --- cron expressions -------------------------------------------------------------------------------------------
+
+_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+_APS_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
+_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # cron numbering: 0 (and 7) is Sunday
+_NUMERIC = re.compile(r"^[*0-9,/-]+$")
+_WITH_NAMES = re.compile(r"^[*0-9a-zA-Z,/-]+$")
+_DOW_ITEM = re.compile(r"^(\*|([0-7]|[a-z]{3})(-([0-7]|[a-z]{3}))?)(/([1-9][0-9]*))?$")
+
+
+class CronError(ValueError):
+    """An invalid cron expression; the message names the field."""
+
+
+def _dow_to_aps(value: str) -> str:
+    """A cron day-of-week field -> the same days for APScheduler 3 (names, so numbering cannot be confused)."""
+    if value in ("*", "?"):
+        return "*"
+    days: set[int] = set()
+    for item in value.lower().split(","):
+        m = _DOW_ITEM.match(item)
+        if not m:
+            raise CronError(f"day-of-week field `{value}`: `{item}` is not a day (0-7, sun-sat), range or step")
+
+        def num(tok: str) -> int:
+            if tok.isdigit():
+                return int(tok) % 7
+            if tok not in _DOW_NAMES:
+                raise CronError(f"day-of-week field `{value}`: `{tok}` is not a day name (sun, mon, ... sat)")
+            return _DOW_NAMES.index(tok)
+
+        step = int(m.group(6)) if m.group(6) else 1
+        if m.group(1) == "*":
+            lo, hi = 0, 6
+        else:
+            lo = num(m.group(2))
+            hi_tok = m.group(4)
+            # `5-7` is Friday to Sunday; a single day with a step (`1/2`) runs to Saturday, as in cron.
+            hi = (7 if hi_tok == "7" else num(hi_tok)) if hi_tok else (6 if m.group(6) else lo)
+            if hi < lo:
+                raise CronError(f"day-of-week field `{value}`: the range `{item}` goes backwards")
+        days.update(d % 7 for d in range(lo, hi + 1, step))
+    return ",".join(_DOW_NAMES[d] for d in sorted(days))
+
+
+@dataclass(frozen=True)
+class CronExpression:
+    """A standard 5-field cron expression read in an IANA time zone."""
+
+    expr: str
+    timezone: str = "UTC"
+    _triggers: tuple = field(default=(), compare=False, repr=False)
+    _hour_wildcard: bool = field(default=False, compare=False, repr=False)
+
+    @classmethod
+    def parse(cls, expr: str, timezone: str = "UTC") -> CronExpression:
+        from apscheduler.triggers.cron import CronTrigger
+
+        tz = _zone(timezone)
+        text = " ".join(str(expr).split())
+        fields = _MACROS.get(text.lower(), text).split()
+        if text.startswith("@") and text.lower() not in _MACROS:
+            raise CronError(f"unknown shortcut `{text}` (known: {', '.join(_MACROS)})")
+        if len(fields) != 5:
+            raise CronError(f"`{text}` has {len(fields)} field{'s' if len(fields) != 1 else ''}; cron needs 5")
+        values: dict[str, str] = {}
+        for i, (name, aps, value) in enumerate(zip(_FIELDS, _APS_FIELDS, fields, strict=True)):
+            pattern = _WITH_NAMES if name == "month" else _NUMERIC
+            if name == "day-of-week":
+                value = _dow_to_aps(value)
+            elif name == "day-of-month" and value == "?":
+                value = "*"
+            elif not pattern.match(value):
+                raise CronError(f"{name} field `{value}`: use numbers, `*`, ranges (a-b), lists (a,b) and steps (/n)")
+            try:
+                CronTrigger(**{aps: value}, timezone=tz)
+            except ValueError as e:
+                raise CronError(f"{name} field `{fields[i]}`: {_aps_message(e)}") from None
+            values[aps] = value
+        # Standard cron: with both day fields restricted, a day matches when either does.
+        dom, dow = fields[2], fields[4]
+        if dom.startswith(("*", "?")) or dow.startswith(("*", "?")):
+            triggers = (CronTrigger(**values, timezone=tz),)
+        else:
+            triggers = (
+                CronTrigger(**{**values, "day_of_week": "*"}, timezone=tz),
+                CronTrigger(**{**values, "day": "*"}, timezone=tz),
+            )
+        return cls(text, timezone, triggers, fields[1].startswith("*"))
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return _zone(self.timezone)
+
+    def next_after(self, ts: float) -> float | None:
+        """The first fire time strictly after the Unix time `ts`, or None if there is none."""
+        start = datetime.fromtimestamp(ts, UTC) + timedelta(microseconds=1)
+        while True:
+            times = [t for t in (trig.get_next_fire_time(None, start) for trig in self._triggers) if t is not None]
+            if not times:
+                return None
+            nxt = min(times)
+            if self._hour_wildcard or not _repeated_wall_time(nxt, self.tz):
+                return nxt.timestamp()
+            # The second pass of an hour the clocks went back over: this wall time has already fired.
+            start = nxt.astimezone(UTC) + timedelta(microseconds=1)
+
+    def times_between(self, after: float, until: float):
+        """Fire times t with after < t <= until, in order."""
+        t = self.next_after(after)
+        while t is not None and t <= until:
+            yield t
+            t = self.next_after(t)
+
+
+def _repeated_wall_time(dt: datetime, tz: ZoneInfo) -> bool:
+    """True for the second occurrence of a local time that happens twice (clocks going back)."""
+    naive = dt.astimezone(tz).replace(tzinfo=None)
+    first, second = naive.replace(tzinfo=tz, fold=0), naive.replace(tzinfo=tz, fold=1)
+    return first.utcoffset() != second.utcoffset() and dt.utcoffset() == second.utcoffset()
+
+
+def _aps_message(e: Exception) -> str:
+    msg = str(e)
+    m = re.match(r"Error validating expression '[^']*': (.*)", msg)
+    return m.group(1) if m else msg
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        if not name or name != name.strip() or name.startswith(("/", ".")) or ".." in name:
+            raise ZoneInfoNotFoundError(name)
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        hint = did_you_mean(name, _zone_names()) or _zone_hint(name)
+        raise ValueError(
+            f"unknown time zone `{name}`"
+            + (f"; {hint}" if hint else "")
+            + " (give an IANA name such as UTC, Europe/Berlin, America/New_York)"
+        ) from None
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> tuple[str, ...]:
+    return tuple(sorted(available_timezones()))
+
+
+def _zone_hint(name: str) -> str | None:
+    """`berlin` -> Europe/Berlin: match the last part of a zone name, ignoring case."""
+    key = name.strip().lower().replace(" ", "_")
+    hits = [z for z in _zone_names() if z.lower().rsplit("/", 1)[-1] == key]
+    return f"did you mean `{hits[0]}`?" if len(hits) == 1 else None
+
+
+def check_timezone(name: str) -> str:
+    _zone(name)
+    return name
+
+
+def check_cron(expr: str) -> str:
+    """Validate a cron expression (in UTC; time zones do not change its syntax). Returns it normalized."""
+    try:
+        return CronExpression.parse(expr).expr
+    except CronError as e:
+        raise ValueError(
+            f"invalid cron expression: {e} (cron: minute hour day-of-month month day-of-week, e.g. `0 2 * * *`)"
+        ) from None
+
+
+def check_fires(expr: str, timezone: str) -> None:
+    cron = CronExpression.parse(expr, timezone)
+    if cron.next_after(time.time()) is None:
+        raise ValueError(f"the cron expression `{expr}` never fires (no date matches it, e.g. 30 February)")
+
+
+# --- which fire times are due -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Due:
+    """What a schedule owes at `now`: times to fire, times missed, and the next time after them all."""
+
+    fire: list[float]
+    missed: list[float]
+    missed_uncounted: int  # missed times older than the ones in `missed` (they get no row of their own)
+    next_fire_at: float | None
+
+
+def due_firings(
+    cron: CronExpression,
+    next_fire_at: float,
+    now: float,
+    catch_up: str,
+    max_catch_up: int = 10,
+    grace_s: float = MISFIRE_GRACE_S,
+) -> Due:
+    """Pure: given the earliest unhandled fire time, which times to fire now and which were missed.
+
+    A time at most `grace_s` old is on time. Older ones were missed (no scheduler was running); of those,
+    catch_up `none` fires none, `latest` fires the latest (unless an on-time firing comes right after it), and
+    `all` fires up to `max_catch_up` of the latest, in order."""
+    if next_fire_at > now:
+        return Due([], [], 0, next_fire_at)
+    on_time: list[float] = []
+    late: deque[float] = deque(maxlen=max(max_catch_up, 1) + MAX_MISSED_ROWS)
+    late_total = 0
+    t: float | None = next_fire_at
+    while t is not None and t <= now:
+        if now - t <= grace_s:
+            on_time.append(t)
+        else:
+            late.append(t)
+            late_total += 1
+        t = cron.next_after(t)
+    late_list = list(late)
+    if catch_up == "all":
+        fire_late = late_list[-max_catch_up:]
+    elif catch_up == "latest" and late_list and not on_time:
+        fire_late = late_list[-1:]
+    else:
+        fire_late = []
+    missed = late_list[: len(late_list) - len(fire_late)]
+    uncounted = late_total - len(late_list)
+    if len(missed) > MAX_MISSED_ROWS:
+        uncounted += len(missed) - MAX_MISSED_ROWS
+        missed = missed[-MAX_MISSED_ROWS:]
+    return Due(fire_late + on_time, missed, uncounted, t)
+
+
+# --- clocks -----------------------------------------------------------------------------------------------------
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float, stop: threading.Event) -> None:
+        stop.wait(max(seconds, 0.0))
+
+
+class ManualClock:
+    """A clock that moves only when told to (tests)."""
+
+    def __init__(self, start: float) -> None:
+        self.t = float(start)
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> float:
+        self.t += seconds
+        return self.t
+
+    def sleep(self, seconds: float, stop: threading.Event) -> None:
+        self.t += max(seconds, 0.0)
+
+
+class ScaledClock:
+    """Starts at `start` and runs `speed` times faster than real time (the scheduler's hidden test hook)."""
+
+    def __init__(self, start: float, speed: float = 1.0) -> None:
+        self.start, self.speed, self._t0 = float(start), float(speed), time.monotonic()
+
+    def now(self) -> float:
+        return self.start + (time.monotonic() - self._t0) * self.speed
+
+    def sleep(self, seconds: float, stop: threading.Event) -> None:
+        stop.wait(max(seconds, 0.0) / self.speed)
+
+
+# --- the schedules (Python API of `rlo schedule ...`) ------------------------------------------------------------
+
+
+def _registry(registry: Registry | None) -> Registry:
+    return registry or Registry(settings().registry_path)
+
+
+def schedule_spec_of(rec: ScheduleRecord):
+    """The schedule section stored with a schedule (its effective settings)."""
+    from .spec import ScheduleSpec
+
+    return ScheduleSpec.model_validate(rec.spec.get("schedule") or {"cron": rec.cron, "timezone": rec.timezone})
+
+
+def preflight(spec: Spec, address: str | None = None, token: str | None = None) -> list[str]:
+    """The checks `submit` makes before anything runs (plan, stop criteria, env, hyperparameters, fit on the
+    cluster), without submitting or starting anything. Returns the notices."""
+    from .backends import RayJobsBackend
+    from .planner import check_fits, plan_spec
+    from .submit import validate_job
+
+    plan = plan_spec(spec)
+    notices = spec.job.normalized_stop()[1] + validate_job(spec)
+    address = address or spec.cluster.address
+    if address:
+        backend = RayJobsBackend.remote(address, token)
+        cpus, gpus = backend.resources()
+        check_fits(plan, cpus=cpus, gpus=gpus, where=backend.describe())
+    else:
+        check_fits(plan, cpus=os.cpu_count() or 1, gpus=0, where="the embedded local Ray (this machine)")
+    return notices
+
+
+def add_schedule(
+    spec: Spec,
+    *,
+    name: str | None = None,
+    cron: str | None = None,
+    timezone: str | None = None,
+    overlap: str | None = None,
+    catch_up: str | None = None,
+    spec_path: str | None = None,
+    replace: bool = False,
+    paused: bool = False,
+    now: float | None = None,
+    registry: Registry | None = None,
+    notices_out: list[str] | None = None,
+) -> ScheduleRecord:
+    """Validate `spec` as `submit` would, then store it as a schedule. The spec's `schedule:` section gives the
+    cron and policies; the keyword arguments (the CLI flags) override it. Nothing runs until a scheduler fires."""
+    sched = merged_schedule(
+        spec, name=name, cron=cron, timezone=timezone, overlap=overlap, catch_up=catch_up, source=spec_path
+    )
+    notices = preflight(spec)
+    if notices_out is not None:
+        notices_out.extend(notices)
+    reg = _registry(registry)
+    now = time.time() if now is None else now
+    expr = CronExpression.parse(sched.cron, sched.timezone)
+    stored = spec.model_copy(update={"schedule": sched})
+    rec = ScheduleRecord(
+        name=sched.name,
+        cron=sched.cron,
+        timezone=sched.timezone,
+        spec=stored.to_dict(),
+        overlap=sched.overlap,
+        catch_up=sched.catch_up,
+        created_at=now,
+        updated_at=now,
+        paused=paused,
+        spec_path=str(Path(spec_path).resolve()) if spec_path else None,
+        next_fire_at=expr.next_after(now),
+        extra={"base_dir": str(spec.base_dir)},
+    )
+    if not reg.add_schedule(rec, replace=replace):
+        raise UserError(
+            f"a schedule named `{sched.name}` already exists",
+            fix="pick another --name, `rlo schedule add --replace` to change it, or `rlo schedule remove "
+            f"{sched.name}` first",
+        )
+    return reg.schedule(sched.name)
+
+
+def merged_schedule(spec: Spec, source: str | None = None, **flags: str | None):
+    """The spec's `schedule:` section with the flags that were given (name, cron, timezone, overlap, catch_up)
+    put over it, validated; a mistake names the flag or the spec's field."""
+    from pydantic import ValidationError
+
+    from .errors import SpecError
+    from .spec import ScheduleSpec, problems_from
+
+    given = {k: v for k, v in flags.items() if v is not None}
+    base = spec.schedule.model_dump() if spec.schedule else {}
+    merged = {**base, **given}
+    if "cron" not in merged:
+        raise UserError(
+            "no cron expression: the spec has no `schedule:` section and no --cron was given",
+            fix='add `schedule: {cron: "0 2 * * *", timezone: UTC}` to the spec, or pass --cron "0 2 * * *"',
+        )
+    job = spec.job
+    default = job.name or job.algorithm or (Path(job.entry_script).stem if job.entry_script else None)
+    if merged.get("name") is None and default:
+        merged["name"] = re.sub(r"[^a-z0-9-]+", "-", default.lower()).strip("-")[:50] or None
+    try:
+        sched = ScheduleSpec.model_validate(merged)
+    except ValidationError as e:
+        probs = [
+            (
+                ("--" + p.replace("_", "-")) if p in given else f"schedule.{p}" if p else "schedule",
+                what,
+                fix or (_NAME_FIX if p == "name" else None),
+            )
+            for p, what, fix in problems_from(e, ScheduleSpec)
+        ]
+        raise SpecError(source or "<spec>", probs) from None
+    if sched.name is None:
+        raise UserError(
+            "the schedule needs a name",
+            fix="pass --name NAME (lowercase letters, digits, `-`), or set `schedule.name` / `job.name` in the spec",
+        )
+    return sched
+
+
+def get_schedule(name: str, registry: Registry | None = None) -> ScheduleRecord:
+    reg = _registry(registry)
+    rec = reg.schedule(name)
+    if rec is None:
+        names = [s.name for s in reg.schedules()]
+        raise UserError(
+            f"no schedule `{name}` in the registry ({reg.path})",
+            fix=did_you_mean(name, names) or ("`rlo schedule list` shows the schedules" if names else "none exist yet"),
+        )
+    return rec
+
+
+def list_schedules(registry: Registry | None = None) -> list[ScheduleRecord]:
+    return _registry(registry).schedules()
+
+
+def remove_schedule(name: str, registry: Registry | None = None) -> ScheduleRecord:
+    reg = _registry(registry)
+    rec = get_schedule(name, reg)
+    reg.remove_schedule(name)
+    return rec
+
+
+def pause_schedule(name: str, registry: Registry | None = None) -> ScheduleRecord:
+    """Stop firing (runs already going go on). Times that pass while paused are not fired on resume."""
+    reg = _registry(registry)
+    get_schedule(name, reg)
+    reg.update_schedule(name, paused=True)
+    return reg.schedule(name)
+
+
+def resume_schedule(name: str, registry: Registry | None = None, now: float | None = None) -> ScheduleRecord:
+    reg = _registry(registry)
+    rec = get_schedule(name, reg)
+    if rec.paused:
+        now = time.time() if now is None else now
+        nxt = CronExpression.parse(rec.cron, rec.timezone).next_after(now)
+        reg.update_schedule(name, paused=False, next_fire_at=nxt)
+    return reg.schedule(name)
+
+
+def history(name: str, limit: int | None = None, registry: Registry | None = None) -> list[FiringRecord]:
+    reg = _registry(registry)
+    get_schedule(name, reg)
+    return reg.firings(name, limit=limit)
+
+
+def fmt_fire_time(ts: float | None, timezone: str = "UTC") -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, _zone(timezone)).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def firing_tag(name: str, fire_time: float) -> str:
+    """Written into the submitted run's command, so a firing can be linked to its run after a crash."""
+    return f"schedule={name} firing={fire_time:.0f}"
+
+
+# --- the scheduler ----------------------------------------------------------------------------------------------
+
+
+class SchedulerLocked(UserError):
+    pass
+
+
+class Scheduler:
+    """Fires the registry's schedules. One per registry: it holds a file lock next to the registry database.
+
+    `clock` supplies now() and sleep(); `log` gets one line per firing (and a few about the scheduler)."""
+
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        clock=None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.registry = _registry(registry)
+        self.clock = clock or SystemClock()
+        self.log = log or (lambda line: None)
+        self._lock_file = None
+
+    # --- the lock ---------------------------------------------------------------------------------------------
+
+    @property
+    def lock_path(self) -> Path:
+        return self.registry.path.with_name(self.registry.path.name + ".scheduler.lock")
+
+    def acquire(self) -> Scheduler:
+        if self._lock_file is not None:
+            return self
+        f = open(self.lock_path, "a+")  # noqa: SIM115 (held for the scheduler's lifetime)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            f.close()
+            raise SchedulerLocked(
+                f"another scheduler ({holder}) is already running on this registry ({self.registry.path})",
+                fix="run one `rlo scheduler` per registry: stop the other one, or give this one its own RLO_HOME",
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        self._lock_file = f
+        self.recover()
+        return self
+
+    def close(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> Scheduler:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def recover(self) -> None:
+        """Firings left `submitting` by a scheduler that stopped mid-way: link them to their run if it was
+        created, else mark them failed. Never resubmitted: nothing may run twice."""
+        stuck = self.registry.firings(outcome="submitting")
+        if not stuck:
+            return
+        runs = self.registry.list(limit=500)
+        for f in stuck:
+            tag = firing_tag(f.schedule, f.fire_time)
+            run = next((r for r in runs if r.command and r.command.endswith(tag)), None)
+            if run is not None and run.status != "SUBMIT_FAILED":
+                self.registry.update_firing(
+                    f.schedule, f.fire_time, outcome="submitted", run_id=run.id, message="linked after a restart"
+                )
+            else:
+                self.registry.update_firing(
+                    f.schedule,
+                    f.fire_time,
+                    outcome="failed",
+                    message="the scheduler stopped while submitting this firing; not retried, so that it cannot "
+                    "run twice",
+                )
+
+    # --- firing -----------------------------------------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> list[FiringRecord]:
+        """Handle every schedule at `now` (default: the clock's now). Returns the firings recorded or changed."""
+        self.acquire()
+        now = self.clock.now() if now is None else now
+        out: list[FiringRecord] = []
+        for rec in self.registry.schedules():
+            if rec.paused:
+                continue
+            try:
+                out += self._tick_one(rec, now)
+            except Exception as e:  # one broken schedule must not stop the others
+                self.log(f"{_iso(now)} {rec.name}: error: {type(e).__name__}: {e}")
+        return out
+
+    def _tick_one(self, rec: ScheduleRecord, now: float) -> list[FiringRecord]:
+        sched = schedule_spec_of(rec)
+        cron = CronExpression.parse(rec.cron, rec.timezone)
+        out = self._release_queued(rec, now)
+        if rec.next_fire_at is None or rec.next_fire_at > now:
+            return out
+        due = due_firings(cron, rec.next_fire_at, now, rec.catch_up, sched.max_catch_up)
+        if due.missed:
+            oldest = due.missed[0]
+            msg = f"no scheduler was running (catch_up: {rec.catch_up})"
+            claimed = self.registry.claim_firings(
+                rec.name, due.missed, "missed", cron.next_after(due.missed[-1]), message=msg
+            )
+            if due.missed_uncounted and claimed and claimed[0] == oldest:
+                self.registry.update_firing(
+                    rec.name,
+                    oldest,
+                    outcome="missed",
+                    message=f"{msg}; {due.missed_uncounted} earlier firings were missed too",
+                )
+            for t in claimed:
+                self.log(f"{_iso(t, rec.timezone)} {rec.name}: missed ({msg})")
+                out.append(self._firing(rec.name, t))
+        for t in due.fire:
+            if not self.registry.claim_firings(rec.name, [t], "submitting", cron.next_after(t)):
+                continue  # already handled by an earlier scheduler
+            out.append(self._fire(rec, t, now))
+        if not due.fire and not due.missed:
+            self.registry.update_schedule(rec.name, next_fire_at=due.next_fire_at)
+        return out
+
+    def _firing(self, name: str, t: float) -> FiringRecord:
+        return self.registry.firing(name, t)
+
+    def _previous_active(self, name: str) -> tuple[str | None, str | None]:
+        """(run id, status) of the schedule's latest run when it is still going, else (None, None)."""
+        from .backends import EMBEDDED
+        from .local_ray import LocalRayManager
+        from .run import Run
+
+        last = self.registry.last_run_firing(name)
+        if last is None:
+            return None, None
+        try:
+            rec = self.registry.get(last.run_id)
+        except RloError:
+            return None, None  # the run's record is gone
+        if rec.terminal or not rec.job_id:
+            return None, None  # ended, or its submission never reached the engine
+        try:
+            rec = Run(rec, self.registry).refresh()
+        except EngineError:
+            if rec.backend == EMBEDDED and LocalRayManager().current() is None:
+                return None, None  # its Ray is gone, and the run with it
+            raise
+        return (rec.id, rec.status) if rec.status not in TERMINAL else (None, None)
+
+    def _fire(self, rec: ScheduleRecord, t: float, now: float) -> FiringRecord:
+        where = f"{_iso(t, rec.timezone)} {rec.name}"
+        try:
+            prev_id, prev_status = self._previous_active(rec.name)
+        except RloError as e:
+            return self._settle(rec, t, "failed", f"cannot tell whether the previous run is still going: {e}", where)
+        message = None
+        if prev_id is not None:
+            if rec.overlap == "skip":
+                return self._settle(rec, t, "skipped", f"previous run {prev_id} is still {prev_status}", where)
+            if rec.overlap == "queue":
+                waiting = [f for f in self.registry.firings(rec.name, outcome="queued") if f.fire_time != t]
+                if waiting:
+                    msg = f"a firing is already queued ({_iso(waiting[0].fire_time, rec.timezone)}); at most one waits"
+                    return self._settle(rec, t, "skipped", msg, where)
+                return self._settle(rec, t, "queued", f"waits for run {prev_id} ({prev_status}) to end", where)
+            # cancel_previous
+            from .run import Run
+
+            try:
+                final = Run(self.registry.get(prev_id), self.registry).stop(wait=True, timeout=60)
+            except RloError as e:
+                return self._settle(rec, t, "failed", f"could not stop the previous run {prev_id}: {e}", where)
+            message = f"stopped the previous run {prev_id} ({final})"
+        return self._submit_firing(rec, t, "cancelled_previous" if message else "submitted", message, where)
+
+    def _submit_firing(
+        self, rec: ScheduleRecord, t: float, outcome: str, message: str | None, where: str
+    ) -> FiringRecord:
+        try:
+            spec = self._spec_for(rec, t)
+            from .submit import submit
+
+            run = submit(spec, command=f"rlo scheduler # {firing_tag(rec.name, t)}", quiet=True)
+        except Exception as e:  # a failed submission is recorded; the scheduler goes on
+            text = str(e).strip().splitlines()
+            return self._settle(rec, t, "failed", f"submission failed: {' '.join(text)[:500]}", where)
+        parts = [message] if message else []
+        if schedule_spec_of(rec).seed == "from_firing":
+            parts.append(f"seed {spec.job.seed}")
+        return self._settle(rec, t, outcome, "; ".join(parts) or None, where, run_id=run.id)
+
+    def _settle(
+        self, rec: ScheduleRecord, t: float, outcome: str, message: str | None, where: str, run_id: str | None = None
+    ) -> FiringRecord:
+        fields: dict[str, Any] = {"message": message}
+        if run_id:
+            fields["run_id"] = run_id
+        self.registry.update_firing(rec.name, t, outcome=outcome, **fields)
+        self.log(f"{where}: {outcome}" + (f" {run_id}" if run_id else "") + (f" ({message})" if message else ""))
+        return self._firing(rec.name, t)
+
+    def _spec_for(self, rec: ScheduleRecord, t: float) -> Spec:
+        from .spec import parse_spec
+
+        base = rec.extra.get("base_dir")
+        spec = parse_spec(rec.spec, f"schedule `{rec.name}`", Path(base) if base else None)
+        job = spec.job
+        if job.name is None:
+            job.name = rec.name
+        if spec.schedule is not None and spec.schedule.seed == "from_firing":
+            job.seed = int(t)
+        # The run is the job alone (its link to the schedule is the firing row and the run's command).
+        spec.schedule = None
+        return spec
+
+    def _release_queued(self, rec: ScheduleRecord, now: float) -> list[FiringRecord]:
+        """Submit the oldest queued firing once the run it waits for has ended."""
+        queued = self.registry.firings(rec.name, outcome="queued", oldest_first=True)
+        if not queued:
+            return []
+        try:
+            prev_id, _ = self._previous_active(rec.name)
+        except RloError:
+            return []  # try again at the next tick
+        if prev_id is not None:
+            return []
+        f = queued[0]
+        if not self.registry.update_firing(rec.name, f.fire_time, outcome="submitting", expect="queued"):
+            return []
+        where = f"{_iso(f.fire_time, rec.timezone)} {rec.name}"
+        late = max(now - f.fire_time, 0)
+        return [self._submit_firing(rec, f.fire_time, "submitted", f"was queued; submitted {late:.0f} s late", where)]
+
+    # --- the loop ---------------------------------------------------------------------------------------------
+
+    def next_wake(self, now: float, max_sleep: float) -> float:
+        """When the loop should look again: the earliest next fire time, sooner while a firing is queued."""
+        wake = now + max_sleep
+        for rec in self.registry.schedules():
+            if not rec.paused and rec.next_fire_at is not None:
+                wake = min(wake, rec.next_fire_at)
+        if self.registry.firings(outcome="queued", limit=1):
+            wake = min(wake, now + QUEUE_POLL_S)
+        return max(wake, now)
+
+    def run_forever(self, stop: threading.Event, max_sleep: float = 30.0, once: bool = False) -> None:
+        """Fire schedules at their times until `stop` is set. The sleep is bounded by `max_sleep` (seconds of the
+        clock) so schedules added meanwhile are seen."""
+        self.acquire()
+        while not stop.is_set():
+            now = self.clock.now()
+            self.tick(now)
+            if once:
+                return
+            now = self.clock.now()
+            self.clock.sleep(self.next_wake(now, max_sleep) - now, stop)
+
+
+def _iso(ts: float, timezone: str = "UTC") -> str:
+    return datetime.fromtimestamp(ts, _zone(timezone)).isoformat(timespec="seconds")
