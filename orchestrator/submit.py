@@ -84,11 +84,30 @@ def _entrypoint(spec: Spec) -> str:
     return " ".join(["python", "-u", shlex.quote(str(rel)), *map(shlex.quote, map(str, argv))])
 
 
+# Never shipped with a job's folder: virtualenvs, VCS data, caches, and the tool's own state (registry, Ray's
+# auth token and logs) when the folder happens to contain RLO_HOME.
+WORKING_DIR_EXCLUDES = (".git", ".venv", "venv", "__pycache__", "*.pyc", ".pytest_cache", "node_modules")
+
+
+def _excludes(source: Path, keep: Path | None = None) -> list[str]:
+    """gitignore-style patterns (relative to `source`) Ray leaves out of the uploaded working dir."""
+    from .settings import settings
+
+    out = list(WORKING_DIR_EXCLUDES)
+    source, home = source.resolve(), settings().home
+    if home.is_relative_to(source) and home.is_dir():
+        for entry in home.iterdir():  # the tool's state, but not the job's own script if it lives there
+            if keep is None or not keep.resolve().is_relative_to(entry):
+                out.append("/" + entry.relative_to(source).as_posix())
+    return out
+
+
 def _runtime_env(spec: Spec, env_vars: dict[str, str], backend: RayJobsBackend) -> dict:
     runtime_env: dict = {"env_vars": env_vars}
     source = _source_dir(spec)
     if source is not None:
         runtime_env["working_dir"] = str(source)
+        runtime_env["excludes"] = _excludes(source, spec.resolved_entry_script())
     if spec.job.pip:
         runtime_env["pip"] = list(spec.job.pip)
     if backend.name != EMBEDDED:

@@ -1,0 +1,28 @@
+"""What travels with a job's folder: never the tool's own state (registry, Ray's auth token), even when the
+spec and its script live inside RLO_HOME."""
+
+from __future__ import annotations
+
+from orchestrator.submit import WORKING_DIR_EXCLUDES, _excludes
+
+
+def test_the_tools_state_never_travels_with_the_job(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / "local-ray").mkdir(parents=True)
+    (home / "local-ray" / "auth_token").write_text("secret")
+    (home / "registry.db").write_text("")
+    (home / "jobs").mkdir()
+    script = home / "jobs" / "train.py"
+    script.write_text("print('hi')")
+    monkeypatch.setenv("RLO_HOME", str(home))
+
+    # The job's folder is RLO_HOME itself: its state is left out, the folder holding the script is not.
+    ex = _excludes(home, script)
+    assert {"/local-ray", "/registry.db"} <= set(ex) and "/jobs" not in ex
+    # RLO_HOME inside the job's folder: excluded by its path relative to that folder.
+    ex = _excludes(tmp_path, tmp_path / "train.py")
+    assert {"/home/local-ray", "/home/registry.db"} <= set(ex)
+    # An unrelated folder: only the usual junk.
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    assert _excludes(other) == list(WORKING_DIR_EXCLUDES)
