@@ -26,5 +26,15 @@ class Settings:
         )
 
 
+    def state_paths(self) -> list[Path]:
+        """What the tool keeps (registry and its journal/lock files, run folders, the embedded Ray's state and
+        auth token): never to be shipped with a job's files."""
+        reg = self.registry_path.resolve()
+        paths = [self.runs_dir.resolve(), self.local_ray_dir.resolve()]
+        if reg.parent.is_dir():
+            paths += [p.resolve() for p in reg.parent.glob(reg.name + "*")]
+        return paths
+
+
 def settings() -> Settings:
     return Settings.from_env()

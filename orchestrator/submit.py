@@ -91,15 +91,22 @@ WORKING_DIR_EXCLUDES = (".git", ".venv", "venv", "__pycache__", "*.pyc", ".pytes
 
 def _excludes(source: Path, keep: Path | None = None) -> list[str]:
     """gitignore-style patterns (relative to `source`) Ray leaves out of the uploaded working dir."""
+    return list(WORKING_DIR_EXCLUDES) + [
+        "/" + p.relative_to(source.resolve()).as_posix() for p in tool_state_in(source, keep)
+    ]
+
+
+def tool_state_in(source: Path, keep: Path | None = None) -> list[Path]:
+    """The tool's own state inside `source` (when a job's folder holds RLO_HOME), except what holds `keep`."""
     from .settings import settings
 
-    out = list(WORKING_DIR_EXCLUDES)
-    source, home = source.resolve(), settings().home
-    if home.is_relative_to(source) and home.is_dir():
-        for entry in home.iterdir():  # the tool's state, but not the job's own script if it lives there
-            if keep is None or not keep.resolve().is_relative_to(entry):
-                out.append("/" + entry.relative_to(source).as_posix())
-    return out
+    source = source.resolve()
+    keep = keep.resolve() if keep else None
+    return [
+        p
+        for p in settings().state_paths()
+        if p.is_relative_to(source) and p != source and not (keep and keep.is_relative_to(p))
+    ]
 
 
 def _runtime_env(spec: Spec, env_vars: dict[str, str], backend: RayJobsBackend) -> dict:

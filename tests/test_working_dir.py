@@ -18,7 +18,7 @@ def test_the_tools_state_never_travels_with_the_job(tmp_path, monkeypatch):
 
     # The job's folder is RLO_HOME itself: its state is left out, the folder holding the script is not.
     ex = _excludes(home, script)
-    assert {"/local-ray", "/registry.db"} <= set(ex) and "/jobs" not in ex
+    assert {"/local-ray", "/registry.db"} <= set(ex) and not any(e.startswith("/jobs") for e in ex)
     # RLO_HOME inside the job's folder: excluded by its path relative to that folder.
     ex = _excludes(tmp_path, tmp_path / "train.py")
     assert {"/home/local-ray", "/home/registry.db"} <= set(ex)
@@ -26,3 +26,19 @@ def test_the_tools_state_never_travels_with_the_job(tmp_path, monkeypatch):
     other = tmp_path / "elsewhere"
     other.mkdir()
     assert _excludes(other) == list(WORKING_DIR_EXCLUDES)
+
+
+def test_kuberay_job_files_leave_the_tools_state_out(tmp_path, monkeypatch):
+    from orchestrator.render.kuberay import job_files
+    from orchestrator.spec import parse_spec
+
+    home = tmp_path
+    (home / "local-ray").mkdir()
+    (home / "local-ray" / "auth_token").write_text("secret")
+    (home / "registry.db").write_text("")
+    (home / "train.py").write_text("print('hi')")
+    (home / "helper.py").write_text("X = 1")
+    monkeypatch.setenv("RLO_HOME", str(home))
+    spec = parse_spec({"job": {"entry_script": "train.py"}}, base_dir=home)
+    paths = {item["path"] for item in job_files(spec).items}
+    assert paths == {"train.py", "helper.py"}

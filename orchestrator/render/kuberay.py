@@ -235,12 +235,17 @@ def job_files(spec: Spec) -> JobFiles | None:
         return None
     import base64
 
+    from ..submit import tool_state_in
+
+    state = tool_state_in(source, spec.resolved_entry_script())
     files = JobFiles()
     total = 0
     for i, path in enumerate(sorted(p for p in source.rglob("*") if p.is_file())):
         rel = path.relative_to(source)
-        if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
+        if any(part.startswith(".") or part in ("__pycache__", "venv", "node_modules") for part in rel.parts):
             continue
+        if any(path.resolve().is_relative_to(s) for s in state):
+            continue  # the tool's own state (registry, Ray's auth token) when the folder holds RLO_HOME
         raw = path.read_bytes()
         total += len(raw)
         if total > MAX_CONFIGMAP_BYTES:
