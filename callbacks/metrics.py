@@ -69,10 +69,11 @@ class MetricsLogger(Callback):
         rec = compact_result(result, self.reward_scale)
         # RLlib reports episode statistics only in iterations where an episode ended (long episodes span
         # several iterations). Like RLlib's old stack, keep the last window's values until new ones arrive.
+        held = self._last_episode_stats.setdefault(trial.trial_id, {})  # per trial (a sweep runs several)
         for key in EPISODE_KEYS:
-            if key not in rec and key in self._last_episode_stats:
-                rec[key] = self._last_episode_stats[key]
-        self._last_episode_stats.update({k: rec[k] for k in EPISODE_KEYS if k in rec})
+            if key not in rec and key in held:
+                rec[key] = held[key]
+        held.update({k: rec[k] for k in EPISODE_KEYS if k in rec})
         rec["trial_id"] = trial.trial_id
         with self.path.open("a") as fh:
             fh.write(json.dumps(rec) + "\n")
@@ -85,6 +86,7 @@ class MetricsLogger(Callback):
             {
                 "path": checkpoint.path,
                 "iteration": last.get("training_iteration"),
+                "trial_id": trial.trial_id,
                 "metrics": {k: last.get(k) for k in (metrics.RETURN_MEAN, metrics.ENV_STEPS)},
             },
         )

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ray.init(log_to_driver=True)
     # A user's env module arrives with the job's working directory (`job.source_dir`), on every worker's path.
-    summary = train(spec.job, ctx, numbers)
+    summary = train(spec.job, ctx, numbers, sweep=spec.sweep)
     return 0 if summary["status"] == "succeeded" else 1
 
 

@@ -76,7 +76,13 @@ def cmd_plan(args) -> int:
     what = f"{job.algorithm} on {job.env}" if job.entry_script is None else f"entry script {job.entry_script}"
     print(f"Plan for `{args.spec}`: cluster `{spec.cluster.name}`, job: {what}\n")
     print(plan.explain())
-    print(f"\nRay resources for the training trial: {plan.trial_cpus} CPUs, {plan.trial_gpus:g} GPUs")
+    if plan.num_trials > 1:
+        print(
+            f"\nRay resources per trial: {plan.trial_cpus} CPUs, {plan.trial_gpus:g} GPUs; "
+            f"{plan.num_trials} trials, up to {plan.concurrent_trials} at once"
+        )
+    else:
+        print(f"\nRay resources for the training trial: {plan.trial_cpus} CPUs, {plan.trial_gpus:g} GPUs")
     print(f"where: {spec.cluster.address or 'the embedded local Ray on 127.0.0.1 (started on submit)'}")
     stop, notices = job.normalized_stop()
     if stop:
@@ -312,6 +318,7 @@ COMMAND_MODULES: list[str] = [
     "orchestrator.cli_autoscale",
     "orchestrator.cli_schedule",
     "orchestrator.cli_render",
+    "orchestrator.cli_sweep",
 ]
 
 

@@ -41,6 +41,7 @@ _VARS = {
     "RLO_NUM_LEARNERS": ("--num-learners", None),
     "RLO_NUM_GPUS": ("--num-gpus", "SM_NUM_GPUS"),
     "RLO_NUM_GPUS_PER_LEARNER": ("--num-gpus-per-learner", None),
+    "RLO_CONCURRENT_TRIALS": ("--concurrent-trials", None),
 }
 
 
@@ -57,6 +58,7 @@ class JobContext:
     num_gpus_per_learner: float
     spec: dict
     started_at: float | None
+    concurrent_trials: int = 1
 
     @property
     def inside_rlo(self) -> bool:
@@ -112,4 +114,5 @@ def job_context(argv: list[str] | None = None) -> JobContext:
         num_gpus_per_learner=float(get("RLO_NUM_GPUS_PER_LEARNER", "0")),
         spec=json.loads(os.environ.get("RLO_SPEC_JSON") or "{}"),
         started_at=float(started) if started else None,
+        concurrent_trials=int(get("RLO_CONCURRENT_TRIALS", "1")),
     )

@@ -60,7 +60,7 @@ def is_return_metric(name: str) -> bool:
     return "episode_return" in name
 
 
-def train(job, ctx, numbers, *, source_dir: str | None = None) -> dict:
+def train(job, ctx, numbers, *, source_dir: str | None = None, sweep=None) -> dict:
     """Train `job` (a JobSpec) under Tune with the plan's `numbers`; write and emit the summary; return it.
 
     The one training path of every entry script that trains a built-in algorithm. `env_config.reward_scale`
@@ -111,11 +111,20 @@ def train(job, ctx, numbers, *, source_dir: str | None = None) -> dict:
     scale = float(job.env_config.get("reward_scale", 1.0))
     tune_stop = {k: v * scale if is_return_metric(k) else v for k, v in stop.items()}
 
-    # 3. Train under Tune: its stop criteria, checkpoints and result files.
+    # 3. Train under Tune: its stop criteria, checkpoints and result files (a sweep: its trials, scheduler and
+    # search space, as many at once as the plan says).
+    param_space, sweep_args = config, {}
+    if sweep is not None:
+        from .sweep import tune_setup
+
+        setup = tune_setup(config, sweep, job, int(getattr(numbers, "concurrent_trials", 1) or 1), scale)
+        param_space, sweep_args = setup["param_space"], setup["tune_config"]
     results = tune.Tuner(
         config.algo_class,
-        param_space=config,
-        tune_config=tune.TuneConfig(time_budget_s=max(1.0, deadline - time.time()) if deadline else None),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            time_budget_s=max(1.0, deadline - time.time()) if deadline else None, **sweep_args
+        ),
         run_config=tune.RunConfig(
             name="tune",
             storage_path=str(ctx.output_dir),
@@ -127,12 +136,34 @@ def train(job, ctx, numbers, *, source_dir: str | None = None) -> dict:
             ),
             failure_config=tune.FailureConfig(max_failures=0),
             callbacks=[MetricsLogger(ctx.run_dir, reward_scale=scale)],
-            verbose=1,
+            verbose=0 if sweep is not None else 1,  # a sweep: its trial table is printed at the end
         ),
     ).fit()
 
     # 4. The outcome, as a file in the run's folder and one structured line for the submitting side.
-    summary = summarize(results, stop, deadline, reward_scale=scale)
+    if sweep is not None:
+        from .sweep import summarize_sweep
+
+        sw = summarize_sweep(results, sweep, job, reward_scale=scale)
+        ids = [t["trial_id"] for t in sw["trials"]]
+        best = ids.index(sw["best_trial"]) if sw["best_trial"] in ids else 0
+        summary = summarize(results, stop, deadline, reward_scale=scale, index=best)
+        summary["sweep"] = sw
+        failed = [t for t in sw["trials"] if t["status"] == "ERROR"]
+        if failed and len(failed) < len(ids) and summary["status"] != "succeeded":
+            summary.update(status="succeeded", error=None, stop_reason="sweep finished; best trial selected")
+        if sw["best_trial"] is None and summary["status"] == "succeeded":
+            summary["stop_reason"] = f"sweep finished; no trial reported `{sw['metric']}`"
+        if failed:
+            events.emit("notice", {"message": f"{len(failed)} of {len(ids)} trials failed: {failed[0]['error']}"})
+        from .cli import print_table
+        from .sweep import trials_table
+
+        head, rows = trials_table(sw)
+        print_table([tuple(head), *map(tuple, rows)])
+        sys.stdout.flush()
+    else:
+        summary = summarize(results, stop, deadline, reward_scale=scale)
     # What evaluation and serving need to use the policy as it was trained (env and its preprocessing).
     summary["policy"] = {"algorithm": job.algorithm, "env": job.env, "env_config": job.env_config}
     (ctx.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -149,7 +180,9 @@ def train(job, ctx, numbers, *, source_dir: str | None = None) -> dict:
     return summary
 
 
-def summarize(results, stop: dict[str, float], deadline: float | None, reward_scale: float = 1.0) -> dict:
+def summarize(
+    results, stop: dict[str, float], deadline: float | None, reward_scale: float = 1.0, index: int = 0
+) -> dict:
     """What happened: status, why it stopped, final metrics, checkpoints."""
     from callbacks.metrics import compact_result
 
@@ -164,7 +197,7 @@ def summarize(results, stop: dict[str, float], deadline: float | None, reward_sc
     if len(results) == 0:
         summary.update(status="failed", error="Tune returned no trial")
         return summary
-    result = results[0]
+    result = results[index]
     last = result.metrics or {}
     summary["final"] = compact_result(last, reward_scale) if last else None
     final = summary["final"] or {}

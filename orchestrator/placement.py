@@ -72,8 +72,9 @@ def _pool_plan(plan: Plan, pool: str) -> PoolPlan:
     from .errors import PlanError, did_you_mean
 
     names = [HEAD_POOL] + [p.name for p in plan.pools]
+    hint = did_you_mean(pool, names)
     raise PlanError(
-        f"the cluster has no pool `{pool}`" + did_you_mean(pool, names),
+        f"the cluster has no pool `{pool}`" + (f"; {hint}" if hint else ""),
         fix="pools in this spec: " + ", ".join(f"`{n}`" for n in names),
     )
 

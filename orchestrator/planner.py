@@ -10,7 +10,7 @@ trial PENDING forever.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import PlanError
 from .spec import ClusterSpec, JobSpec, Spec
@@ -47,6 +47,9 @@ class Plan:
     env_runners_per_pool: dict[str, int]
     arithmetic: tuple[str, ...]
     notices: tuple[str, ...] = field(default=())
+    # A sweep: how many trials in all, and how many run at once (each with the numbers above).
+    num_trials: int = 1
+    concurrent_trials: int = 1
 
     @property
     def total_vcpus(self) -> int:
@@ -77,6 +80,7 @@ class Plan:
             "RLO_NUM_LEARNERS": str(self.num_learners),
             "RLO_NUM_GPUS": f"{self.learner_gpus:g}",
             "RLO_NUM_GPUS_PER_LEARNER": f"{self.num_gpus_per_learner:g}",
+            "RLO_CONCURRENT_TRIALS": str(self.concurrent_trials),
         }
 
     def to_dict(self) -> dict:
@@ -101,6 +105,8 @@ class Plan:
             "num_gpus_per_learner": self.num_gpus_per_learner,
             "trial_cpus": self.trial_cpus,
             "trial_gpus": self.trial_gpus,
+            "num_trials": self.num_trials,
+            "concurrent_trials": self.concurrent_trials,
             "env_runners_per_pool": dict(self.env_runners_per_pool),
             "arithmetic": list(self.arithmetic),
             "notices": list(self.notices),
@@ -220,13 +226,7 @@ def plan_env_runners(cluster: ClusterSpec, job: JobSpec | None = None) -> Plan:
         )
 
     # Spread: worker pools first (they exist to simulate), then the head's spare vCPUs.
-    spread: dict[str, int] = {}
-    left = num_runners
-    for p in pools:
-        take = min(left, p.vcpus)
-        spread[p.name] = take
-        left -= take
-    spread["head"] = left
+    spread = _spread(num_runners, pools)
     if pools:
         arithmetic.append("spread: " + ", ".join(f"{n} {k}" for k, n in spread.items()) + " env runners")
     if job.num_envs_per_env_runner > 1:
@@ -251,8 +251,91 @@ def plan_env_runners(cluster: ClusterSpec, job: JobSpec | None = None) -> Plan:
     return plan
 
 
+def _spread(num_runners: int, pools: tuple[PoolPlan, ...]) -> dict[str, int]:
+    spread: dict[str, int] = {}
+    left = num_runners
+    for p in pools:
+        take = min(left, p.vcpus)
+        spread[p.name] = take
+        left -= take
+    spread["head"] = left
+    return spread
+
+
 def plan_spec(spec: Spec) -> Plan:
-    return plan_env_runners(spec.cluster, spec.job)
+    plan = plan_env_runners(spec.cluster, spec.job)
+    if spec.sweep is not None:
+        plan = plan_sweep(plan, spec.sweep, spec.job)
+    return plan
+
+
+def plan_sweep(plan: Plan, sweep, job: JobSpec) -> Plan:
+    """How many of a sweep's trials run at once: trials x (driver/learner + env runners + extra actors) must fit
+    the vCPUs, and trials x learner GPUs the GPUs. With `num_env_runners: auto` the sweep favours trials running
+    side by side (each trial's driver samples too), then gives each trial the vCPUs left over as env runners."""
+    n = sweep.trial_count()
+    cap = sweep.max_concurrent_trials
+    vcpus, gpus = plan.total_vcpus, plan.total_gpus
+    base = 1 + plan.extra_cpus  # the trial's driver/learner and extra actors
+    what = f"1 driver/learner{f' + {plan.extra_cpus} extra actors' if plan.extra_cpus else ''}"
+    lines = [f"sweep: {n} trial(s) ({_trial_count_words(sweep)})"]
+    gpu_cap = None
+    if plan.learner_gpus > 0:
+        gpu_cap = int(gpus // plan.learner_gpus)
+        lines.append(f"sweep: {gpus} GPU(s) // {plan.learner_gpus:g} per trial's learner = {gpu_cap} trial(s) at once")
+    if job.num_env_runners == "auto":
+        cpu_cap = vcpus // base
+        want = n if cap == "auto" else min(n, cap)
+        concurrent = min(want, cpu_cap, gpu_cap if gpu_cap is not None else want)
+        if cap != "auto" and concurrent < min(n, cap):
+            limit = "GPUs" if gpu_cap is not None and gpu_cap < cpu_cap else "vCPUs"
+            raise PlanError(
+                f"the sweep asks for {cap} trials at once, but the cluster's {limit} fit {concurrent} "
+                f"({vcpus} vCPUs, {gpus} GPUs; each trial needs {base} vCPU(s) for {what}"
+                + (f" and {plan.learner_gpus:g} GPU(s)" if plan.learner_gpus else "")
+                + ")",
+                fix=f"set `sweep.max_concurrent_trials` to at most {concurrent} (or `auto`), or add nodes",
+            )
+        runners = vcpus // max(1, concurrent) - base
+        lines.append(
+            f"sweep: {vcpus} vCPUs, {concurrent} trial(s) at once: each gets {what} + {runners} env runner(s) "
+            f"= {base + runners} vCPUs" + (" (it samples in its driver)" if runners == 0 else "")
+        )
+    else:
+        runners = job.num_env_runners
+        per = base + runners
+        cpu_cap = vcpus // per
+        concurrent = min(n, cpu_cap, gpu_cap if gpu_cap is not None else n, n if cap == "auto" else cap)
+        lines.append(
+            f"sweep: {vcpus} vCPUs // ({what} + {runners} env runners = {per}) = {cpu_cap} trial(s) fit; "
+            f"{concurrent} at a time"
+        )
+    if concurrent < 1:
+        raise PlanError(
+            f"not one trial of the sweep fits the cluster ({vcpus} vCPUs, {gpus} GPUs)",
+            fix="lower `job.num_env_runners` (or `auto`), or add nodes",
+        )
+    if n > concurrent:
+        lines.append(f"sweep: {n} trials in {-(-n // concurrent)} wave(s) of up to {concurrent}")
+    spread = _spread(runners * concurrent, plan.pools)
+    return replace(
+        plan,
+        num_env_runners=runners,
+        env_runners_per_pool=spread,
+        arithmetic=plan.arithmetic + tuple(lines),
+        num_trials=n,
+        concurrent_trials=concurrent,
+    )
+
+
+def _trial_count_words(sweep) -> str:
+    grid = [
+        f"{len(next(iter(d.values())))} {path.split('.', 1)[1]}"
+        for path, d in sweep.parameters.items()
+        if "grid" in d or (sweep.search == "grid" and "choice" in d)
+    ]
+    parts = grid + ([f"{sweep.num_samples} sample(s)"] if sweep.num_samples > 1 or not grid else [])
+    return " x ".join(parts)
 
 
 def check_fits(plan: Plan, *, cpus: float, gpus: float, where: str) -> None:

@@ -90,7 +90,10 @@ class Run:
         parsed = events.parse_log(log)
         summary = next((p for k, p in reversed(parsed) if k == "summary"), None)
         last_metrics = next((p for k, p in reversed(parsed) if k == "metrics"), None)
+        best_trial = ((summary or {}).get("sweep") or {}).get("best_trial")
         for kind, payload in parsed:
+            if best_trial and payload.get("trial_id") not in (None, best_trial):
+                continue  # a sweep: only the best trial's checkpoints are the run's (evaluate/deploy take them)
             if kind == "checkpoint" and payload.get("path"):
                 self.registry.add_checkpoint(self.id, payload["path"], payload.get("iteration"), payload.get("metrics"))
         fields = {"status": status, "ended_at": time.time()}
@@ -278,6 +281,8 @@ class Run:
             show(buffer)
 
     def _record_live(self, kind: str, payload: dict) -> None:
+        if self._record.spec.get("sweep"):
+            return  # a sweep's checkpoints are the best trial's, known only at its end (`_finalize`)
         if kind == "checkpoint" and payload.get("path"):
             self.registry.add_checkpoint(self.id, payload["path"], payload.get("iteration"), payload.get("metrics"))
 

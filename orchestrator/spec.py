@@ -245,6 +245,114 @@ class JobSpec(Model):
         return out, notices
 
 
+# --- sweeps ------------------------------------------------------------------------------------------------
+
+DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
+
+
+class SchedulerSpec(Model):
+    """Tune's trial scheduler: `asha` stops poor trials early, `pbt` copies good trials and perturbs them."""
+
+    type: Literal["asha", "pbt", "fifo"] = "asha"
+    time_attr: str = Field("training_iteration", description="What `grace_period`/`max_t`/intervals count.")
+    grace_period: int = Field(1, ge=1, description="ASHA: iterations every trial runs before it can be stopped.")
+    reduction_factor: float = Field(3, gt=1, description="ASHA: keep 1/reduction_factor of trials at each rung.")
+    max_t: int = Field(100, ge=1, description="ASHA: the most iterations a trial runs.")
+    perturbation_interval: int = Field(4, ge=1, description="PBT: iterations between exploit/explore steps.")
+    quantile_fraction: float = Field(0.25, gt=0, le=0.5, description="PBT: the top/bottom fraction of trials.")
+
+    @field_validator("time_attr")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        try:
+            return metrics.normalize(v)[0]
+        except KeyError as e:
+            raise ValueError(f"unknown metric `{v}`; {e.args[0]}") from None
+
+
+class SweepSpec(Model):
+    """A hyperparameter sweep over the job: Tune samples `parameters` (`hyperparameters.X` or `env_config.X`)."""
+
+    parameters: dict[str, dict[str, list[Any]]] = Field(
+        description="`hyperparameters.lr: {loguniform: [1e-5, 1e-3]}`; kinds: " + ", ".join(DISTRIBUTIONS)
+    )
+    num_samples: int = Field(1, ge=1, description="Samples of the space (each grid point is run this many times).")
+    search: Literal["random", "grid"] = Field(
+        "random", description="random (and grid over `grid:` values): Tune's basic variant generator."
+    )
+    scheduler: SchedulerSpec | None = None
+    metric: str = Field("env_runners/episode_return_mean", description="What `mode` optimizes (the best trial).")
+    mode: Literal["max", "min"] = "max"
+    max_concurrent_trials: int | Literal["auto"] = Field(
+        "auto", description="Trials at once; `auto`: as many as the cluster plan fits (see `rlo plan`)."
+    )
+
+    @field_validator("parameters")
+    @classmethod
+    def _space(cls, v: dict[str, dict[str, list[Any]]]) -> dict[str, dict[str, list[Any]]]:
+        if not v:
+            raise ValueError("the search space is empty: give at least one parameter, e.g. "
+                             "`hyperparameters.lr: {loguniform: [1.0e-5, 1.0e-3]}`")
+        for path, dist in v.items():
+            where = f"parameter `{path}`"
+            if not re.match(r"^(hyperparameters|env_config)\.[A-Za-z_][\w.]*$", path):
+                raise ValueError(f"{where}: give `hyperparameters.NAME` or `env_config.NAME`")
+            if len(dist) != 1:
+                raise ValueError(f"{where}: give exactly one distribution of {', '.join(DISTRIBUTIONS)}")
+            kind, values = next(iter(dist.items()))
+            if kind not in DISTRIBUTIONS:
+                hint = did_you_mean(kind, DISTRIBUTIONS)
+                raise ValueError(f"{where}: unknown distribution `{kind}`" + (f"; {hint}" if hint else "")
+                                 + f" (one of {', '.join(DISTRIBUTIONS)})")
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"{where}: `{kind}` needs a non-empty list of values")
+            if kind in ("uniform", "loguniform", "randint"):
+                if len(values) != 2 or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in values):
+                    raise ValueError(f"{where}: `{kind}` takes [low, high], two numbers")
+                lo, hi = values
+                if lo >= hi:
+                    raise ValueError(f"{where}: `{kind}` needs low < high, got [{lo}, {hi}]")
+                if kind == "loguniform" and lo <= 0:
+                    raise ValueError(f"{where}: `loguniform` needs low > 0, got {lo}")
+                if kind == "randint" and not all(isinstance(x, int) for x in values):
+                    raise ValueError(f"{where}: `randint` takes integers [low, high) , got {values}")
+        return v
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, v: str) -> str:
+        try:
+            metrics.normalize(v)
+        except KeyError as e:
+            raise ValueError(f"the sweep's metric `{v}` is not reported by RLlib; {e.args[0]}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.max_concurrent_trials != "auto" and self.max_concurrent_trials < 1:
+            raise ValueError("`max_concurrent_trials` must be `auto` or >= 1")
+        kinds = {next(iter(d)) for d in self.parameters.values()}
+        if self.search == "grid" and kinds - {"grid", "choice"}:
+            raise ValueError("`search: grid` takes only `grid:`/`choice:` values; use `search: random` to sample "
+                             "uniform/loguniform/randint parameters")
+        if self.scheduler and self.scheduler.type == "pbt" and not kinds - {"grid"}:
+            raise ValueError("PBT perturbs parameters while trials run: give at least one choice/uniform/"
+                             "loguniform/randint parameter (grid values are not perturbed)")
+        return self
+
+    def trial_count(self) -> int:
+        """How many trials the sweep runs: every grid point, `num_samples` times."""
+        grid = 1
+        for d in self.parameters.values():
+            if "grid" in d:
+                grid *= len(d["grid"])
+        if self.search == "grid":
+            for d in self.parameters.values():
+                if "choice" in d:
+                    grid *= len(d["choice"])
+        return grid * self.num_samples
+
+
 class ScheduleSpec(Model):
     """Run the job again and again (`rlo schedule add`, `rlo scheduler`): a cron expression in a time zone, what
     to do when the previous run is still going, and which missed firings to run after downtime."""
@@ -305,9 +413,19 @@ class Spec(Model):
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
     job: JobSpec
     schedule: ScheduleSpec | None = Field(None, description="Re-run the job on a cron schedule (`rlo schedule`).")
+    sweep: SweepSpec | None = Field(None, description="Run the job as a hyperparameter sweep (Tune).")
 
     # Where the spec came from; relative paths in the job resolve against its folder. Not part of the YAML.
     _base_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _sweep_needs_an_algorithm(self):
+        if self.sweep is not None and self.job.algorithm is None:
+            raise ValueError(
+                "a `sweep:` runs a built-in algorithm (`job.algorithm` + `job.env`) under Tune; an entry script "
+                "runs its own training, so sweep inside the script or give `job.algorithm`"
+            )
+        return self
 
     @property
     def base_dir(self) -> Path:

@@ -52,6 +52,13 @@ def validate_job(spec: Spec) -> list[str]:
     source = _source_dir(spec)
     validate_env(job.env, source)
     _, hp_notices = translate_hyperparameters(job.algorithm, job.hyperparameters)
+    if spec.sweep is not None:  # swept hyperparameters must be ones the algorithm has
+        swept = {p.split(".", 1)[1]: next(iter(d.values()))[0] for p, d in spec.sweep.parameters.items()
+                 if p.startswith("hyperparameters.")}
+        try:
+            translate_hyperparameters(job.algorithm, swept)
+        except UserError as e:
+            raise UserError(f"in `sweep.parameters`: {e.message}", fix=e.fix) from None
     return notices + hp_notices
 
 
