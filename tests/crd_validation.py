@@ -23,8 +23,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-# KubeRay's CRDs as copied into shared/ (beside the repository, in CI too; source commit in its README).
-CRD_DIR = Path(__file__).resolve().parents[2] / "shared" / "kuberay-crds"
+# KubeRay's CRDs, vendored unchanged (see tests/data/kuberay-crds/README.md for their origin and licence).
+CRD_DIR = Path(__file__).resolve().parent / "data" / "kuberay-crds"
 
 QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -40,7 +40,7 @@ def crds() -> dict[tuple[str, str, str], dict]:
     out = {}
     paths = sorted(CRD_DIR.glob("*.yaml"))
     if not paths:
-        raise FileNotFoundError(f"KubeRay's CRDs are not in {CRD_DIR} (shared/kuberay-crds beside the repository)")
+        raise FileNotFoundError(f"KubeRay's CRDs are not in {CRD_DIR} (vendored from KubeRay, see its README.md)")
     for path in paths:
         doc = yaml.load(path.read_text(), Loader=loader)
         group, kind = doc["spec"]["group"], doc["spec"]["names"]["kind"]

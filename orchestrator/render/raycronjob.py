@@ -1,7 +1,7 @@
 """A spec's `schedule:` as a KubeRay RayCronJob: KubeRay creates a RayJob (a cluster made for the job, removed
 when it ends) at every fire time. The job template is exactly `render.kuberay.rayjob_spec`'s RayJob spec.
 
-What the CRD (ray.io/v1 RayCronJob, `../shared/kuberay-crds/`) can and cannot say, and what we do about it:
+What the CRD (ray.io/v1 RayCronJob, `tests/data/kuberay-crds/`) can and cannot say, and what we do about it:
 - `schedule`: the cron expression as written (KubeRay parses it with robfig/cron's standard parser: 5 fields
   and the @daily-style shortcuts, the same language `rlo schedule` accepts).
 - `timeZone`: always set to the schedule's time zone (without it KubeRay would use its operator's local zone).
