@@ -319,6 +319,7 @@ COMMAND_MODULES: list[str] = [
     "orchestrator.cli_schedule",
     "orchestrator.cli_render",
     "orchestrator.cli_sweep",
+    "orchestrator.cli_cluster",
 ]
 
 

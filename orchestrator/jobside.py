@@ -27,12 +27,24 @@ def _probe_env(env_id: str, env_config: dict, source_dir: str | None) -> dict:
     return {"observation_shape": list(shape) if shape is not None else None, "action_space": str(env.action_space)}
 
 
-def preflight_env(env_id: str, env_config: dict, source_dir: str | None) -> dict:
+def uses_placement() -> bool:
+    """Was this cluster brought up by `rlo cluster` (pool resources on its nodes, see orchestrator.placement)?"""
+    from .placement import ENV_RUNNER_SLOT, HEAD_RESOURCE
+
+    res = ray.cluster_resources()
+    return HEAD_RESOURCE in res and ENV_RUNNER_SLOT in res
+
+
+def preflight_env(env_id: str, env_config: dict, source_dir: str | None, placement: bool = False) -> dict:
     """Make the env once in a Ray worker process (as an env runner would) and take one step.
 
     A missing dependency (opencv for Atari, a module not shipped) fails here within seconds, with the
-    worker's own error, instead of killing every env runner and leaving RLlib to train on nothing."""
-    ref = _probe_env.remote(env_id, dict(env_config), source_dir)
+    worker's own error, instead of killing every env runner and leaving RLlib to train on nothing. On a cluster
+    with pools, the probe runs where env runners run (a node with env-runner slots)."""
+    from .placement import ENV_RUNNER_SLOT
+
+    probe = _probe_env.options(resources={ENV_RUNNER_SLOT: 0.001}) if placement else _probe_env
+    ref = probe.remote(env_id, dict(env_config), source_dir)
     try:
         return ray.get(ref, timeout=PREFLIGHT_TIMEOUT_S)
     except ray.exceptions.GetTimeoutError:
@@ -93,7 +105,8 @@ def train(job, ctx, numbers, *, source_dir: str | None = None, sweep=None) -> di
         threading.Thread(target=watchdog, daemon=True, name="rlo-deadline").start()
 
     # 1. Can the env be made where the env runners run? (a missing dependency fails here, in seconds)
-    preflight_env(job.env, job.env_config, source_dir)
+    placement = uses_placement()
+    preflight_env(job.env, job.env_config, source_dir, placement=placement)
 
     # 2. The algorithm's config from the spec and the plan's numbers.
     config = build_config(
@@ -104,6 +117,7 @@ def train(job, ctx, numbers, *, source_dir: str | None = None, sweep=None) -> di
         num_gpus_per_learner=numbers.num_gpus_per_learner,
         source_dir=source_dir,
         callbacks=SamplingHealthCheck,
+        placement=placement,
     )
     stop, notices = job.normalized_stop()
     for n in notices:

@@ -339,8 +339,12 @@ def build_config(
     num_gpus_per_learner: float,
     source_dir: str | None = None,
     callbacks=None,
+    placement: bool = False,
 ):
-    """The AlgorithmConfig for a (validated) job spec dict and the plan's numbers. Job side."""
+    """The AlgorithmConfig for a (validated) job spec dict and the plan's numbers. Job side.
+
+    `placement`: the cluster was brought up by `rlo cluster` (its nodes carry the pool resources of
+    `orchestrator.placement`): the driver/learner ask for the head, env runners for the plan's env-runner slots."""
     from ray import tune
 
     algorithm = job["algorithm"]
@@ -369,6 +373,13 @@ def build_config(
         )
         .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
     )
+    if placement:
+        from .placement import job_custom_resources
+
+        res = job_custom_resources()
+        config.env_runners(custom_resources_per_env_runner=res["custom_resources_per_env_runner"])
+        config.resources(custom_resources_for_main_process=res["custom_resources_for_main_process"])
+        config.learners(custom_resources_per_learner=res["custom_resources_per_learner"])
     if callbacks is not None:
         config.callbacks(callbacks)
     if job.get("seed") is not None:

@@ -1,0 +1,159 @@
+"""A real multi-node Ray cluster on this machine, brought up the way a user would on their own VMs (`rlo cluster
+start-head` + `rlo cluster join` per pool, token authentication on), and jobs submitted to it from elsewhere
+(`rlo submit --address`, a registry of the submitting side's own). Where each env runner and the learner ran is
+read from Ray's own state API."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.local_ray import _free_port
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+
+SPEC = {
+    "cluster": {
+        "name": "mn",
+        "head": {"vcpus": 1},
+        "workers": [{"name": "sim", "vcpus": 1, "node_count": 2}],
+    },
+    "job": {
+        "name": "mn-corridor",
+        "algorithm": "PPO",
+        "env": "corridor_env:Corridor",
+        "env_config": {"length": 4},
+        "source_dir": str(DATA / "user_job"),
+        "hyperparameters": {"train_batch_size_per_learner": 400, "minibatch_size": 200, "num_epochs": 2},
+        "stop": {"training_iteration": 3},
+        "checkpoint": {"frequency": 0, "at_end": True},
+        "max_run_duration_seconds": 300,
+    },
+}
+
+
+def run_rlo(home, *args, env_extra=None, timeout=400):
+    env = dict(os.environ, RLO_HOME=str(home))
+    env.pop("RAY_AUTH_TOKEN", None)
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def ok(res):
+    assert res.returncode == 0, f"exit {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res
+
+
+class Cluster:
+    def __init__(self, home: Path, spec_path: Path, gcs: str, dashboard: str, token: str):
+        self.home, self.spec_path, self.gcs, self.dashboard, self.token = home, spec_path, gcs, dashboard, token
+
+    def get(self, path: str):
+        req = urllib.request.Request(self.dashboard + path, headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())["data"]["result"]["result"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    home = tmp_path_factory.mktemp("cluster-home")  # the cluster machines' RLO_HOME
+    spec_path = home / "mn.yaml"
+    spec_path.write_text(yaml.safe_dump(SPEC))
+    port, dash = _free_port(), _free_port()
+    try:
+        res = ok(run_rlo(home, "cluster", "start-head", spec_path, "--port", port, "--dashboard-port", dash))
+        token_file = home / "cluster" / "head" / "auth_token"
+        gcs = f"127.0.0.1:{port}"
+        assert f"rlo cluster join {gcs} --pool sim" in res.stdout
+        for name in ("sim-a", "sim-b"):
+            # The join needs only the address, the pool and the token: the spec comes from the head.
+            ok(run_rlo(home, "cluster", "join", gcs, "--pool", "sim", "--token-file", token_file, "--name", name))
+        yield Cluster(home, spec_path, gcs, f"http://127.0.0.1:{dash}", token_file.read_text().strip())
+    finally:
+        run_rlo(home, "cluster", "stop", timeout=180)
+
+
+def test_status_shows_each_pools_nodes_against_the_spec(cluster):
+    res = ok(run_rlo(cluster.home, "cluster", "status"))
+    rows = {line.split()[0]: line.split() for line in res.stdout.splitlines()[2:] if line.strip()}
+    assert rows["head"][1] == "1/1" and rows["sim"][1] == "2/2"
+    # The env-runner slots are the plan's: 1 (head) + 2 x 1 (sim) - 1 reserved = 2 env runners, both on `sim`.
+    assert rows["sim"][4] == "2" and rows["head"][4] == "0"
+
+
+def test_joining_an_unknown_pool_is_a_user_error(cluster, tmp_path):
+    token_file = cluster.home / "cluster" / "head" / "auth_token"
+    res = run_rlo(tmp_path, "cluster", "join", cluster.gcs, "--pool", "simm", "--token-file", token_file)
+    assert res.returncode == 2 and "no pool `simm`" in res.stderr and "did you mean `sim`" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_remote_job_places_env_runners_on_the_pool_and_the_learner_on_the_head(cluster, tmp_path):
+    client = tmp_path / "laptop"  # the submitting side: its own registry, far from the cluster's
+    res = ok(
+        run_rlo(client, "submit", cluster.spec_path, "--address", cluster.dashboard, "--token", cluster.token, "--wait")
+    )
+    run_id = res.stdout.splitlines()[0].strip()
+    assert f"run {run_id} SUCCEEDED" in res.stderr + res.stdout
+
+    nodes = {n["node_id"]: n for n in cluster.get("/api/v0/nodes?detail=true&limit=100")}
+    pool = {nid: next(k[9:] for k in n["resources_total"] if k.startswith("rlo_pool_")) for nid, n in nodes.items()}
+    actors = [a for a in cluster.get("/api/v0/actors?detail=true&limit=1000") if run_id in json.dumps(a)] or [
+        a for a in cluster.get("/api/v0/actors?detail=true&limit=1000")
+    ]
+    runners = [a for a in actors if a["class_name"] == "SingleAgentEnvRunner"]
+    learners = [a for a in actors if a["class_name"] == "PPO"]
+    assert len(runners) == 2 and learners, [a["class_name"] for a in actors]
+    # One env runner on each `sim` node, as the plan spreads them; the PPO trial (driver + learner) on the head.
+    assert sorted(pool[a["node_id"]] for a in runners) == ["sim", "sim"]
+    assert len({a["node_id"] for a in runners}) == 2
+    assert {pool[a["node_id"]] for a in learners} == {"head"}
+
+    # The registry is the submitting side's; status, logs and metrics work from there with the token.
+    db = sqlite3.connect(client / "registry.db")
+    assert db.execute("SELECT status, backend FROM runs WHERE id=?", (run_id,)).fetchone() == ("SUCCEEDED", "ray")
+    assert (
+        not (cluster.home / "registry.db").exists()
+        or not sqlite3.connect(cluster.home / "registry.db")
+        .execute("SELECT 1 FROM runs WHERE id=?", (run_id,))
+        .fetchone()
+    )
+    env = {"RAY_AUTH_TOKEN": cluster.token}
+    assert "SUCCEEDED" in ok(run_rlo(client, "status", run_id, env_extra=env)).stdout
+    logs = ok(run_rlo(client, "logs", run_id, env_extra=env)).stdout
+    assert "[rlo:metrics]" in logs and "training finished" in logs
+
+
+@pytest.mark.parametrize(
+    "token,words",
+    [(None, "no authentication token was sent"), ("0" * 64, "the authentication token is wrong")],
+)
+def test_missing_or_wrong_token_is_a_clear_user_error(cluster, tmp_path, token, words):
+    client = tmp_path / "laptop"
+    args = ["submit", cluster.spec_path, "--address", cluster.dashboard] + (["--token", token] if token else [])
+    res = run_rlo(client, *args, env_extra={"HOME": str(tmp_path)})  # no ~/.ray/auth_token to fall back on
+    assert res.returncode == 2, res.stderr
+    assert words in res.stderr and "--token" in res.stderr and "Traceback" not in res.stderr
+    # Nothing half-submitted: no run left pending or running in the submitting side's registry.
+    if (client / "registry.db").exists():
+        rows = sqlite3.connect(client / "registry.db").execute("SELECT status FROM runs").fetchall()
+        assert all(s in ("SUBMIT_FAILED",) for (s,) in rows)
