@@ -26,6 +26,9 @@ KEEP = (
     "env_runners/num_episodes_lifetime",
     "env_runners/num_env_steps_sampled",
     "evaluation/env_runners/episode_return_mean",
+    # Fault tolerance: env runners alive and restarted so far (an env runner killed mid-training shows here).
+    "fault_tolerance/num_healthy_workers",
+    "fault_tolerance/num_remote_worker_restarts",
 )
 
 
@@ -64,6 +67,34 @@ class MetricsLogger(Callback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.reward_scale = reward_scale
         self._last_episode_stats: dict = {}
+        self._scan()
+
+    def _scan(self) -> None:
+        # A resumed run (`rlo resume`) appends to the same file: the iteration each trial's records reach.
+        self._reached: dict[str, int] = {}
+        if self.path.exists():
+            for rec in _read(self.path):
+                t, i = rec.get("trial_id"), rec.get("training_iteration")
+                if t is not None and isinstance(i, int):
+                    self._reached[t] = max(i, self._reached.get(t, 0))
+
+    def __setstate__(self, state: dict) -> None:
+        # Tune restores its callbacks from the experiment's state: read what the file holds now.
+        self.__dict__.update(state)
+        self._scan()
+
+    def _drop_redone(self, trial_id: str, iteration: int) -> None:
+        """A resumed trial restarts after its checkpoint: the records it is about to redo (those after the
+        checkpoint, written before the crash) move to metrics.redone.jsonl, so metrics.jsonl has each iteration once."""
+        keep, redone = [], []
+        for rec in _read(self.path):
+            late = rec.get("trial_id") == trial_id and (rec.get("training_iteration") or 0) >= iteration
+            (redone if late else keep).append(rec)
+        with (self.path.parent / "metrics.redone.jsonl").open("a") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in redone)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        tmp.replace(self.path)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         rec = compact_result(result, self.reward_scale)
@@ -75,6 +106,11 @@ class MetricsLogger(Callback):
                 rec[key] = held[key]
         held.update({k: rec[k] for k in EPISODE_KEYS if k in rec})
         rec["trial_id"] = trial.trial_id
+        it = rec.get("training_iteration")
+        if isinstance(it, int) and it <= self._reached.get(trial.trial_id, 0):
+            self._drop_redone(trial.trial_id, it)
+        if isinstance(it, int):
+            self._reached[trial.trial_id] = it
         with self.path.open("a") as fh:
             fh.write(json.dumps(rec) + "\n")
         events.emit("metrics", rec)
@@ -90,3 +126,13 @@ class MetricsLogger(Callback):
                 "metrics": {k: last.get(k) for k in (metrics.RETURN_MEAN, metrics.ENV_STEPS)},
             },
         )
+
+
+def _read(path: Path) -> list[dict]:
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a crash
+    return out

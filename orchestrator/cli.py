@@ -168,6 +168,7 @@ def cmd_status(args) -> int:
                     "run_dir": rec.run_dir,
                     "final_metrics": rec.final_metrics,
                     "checkpoints": [c.path for c in run.registry.checkpoints(rec.id)],
+                    "attempts": run.registry.attempts(rec.id),
                 },
                 indent=2,
             )
@@ -192,6 +193,13 @@ def cmd_status(args) -> int:
     cps = run.registry.checkpoints(rec.id)
     if cps:
         print(f"  checkpoints ({len(cps)}), latest: {cps[-1].path}")
+    attempts = run.registry.attempts(rec.id)
+    for a in attempts[1:] if len(attempts) > 1 else []:
+        print(
+            f"  attempt {a['attempt']} submitted {_fmt_time(a['submitted_at'])} (`rlo resume`)"
+            + (f", from iteration {a['from_iteration']}" if a.get("from_iteration") else "")
+            + (f": {a['status']}" if a.get("status") else "")
+        )
     print(f"  folder    {rec.run_dir}")
     return 0
 
@@ -301,6 +309,23 @@ def cmd_up(args) -> int:
     return 0
 
 
+def cmd_resume(args) -> int:
+    from .run import attach
+
+    run = attach(args.run, token=args.token).resume()
+    print(run.id)
+    attempts = run.registry.attempts(run.id)
+    last = attempts[-1]
+    print(
+        f"[rlo] run {run.id}: attempt {last['attempt']} submitted, continuing from "
+        + (f"checkpoint {last['from_checkpoint']}" if last["from_checkpoint"] else "its last checkpoint"),
+        file=sys.stderr,
+    )
+    if args.wait:
+        return _attach(run, args)
+    return 0
+
+
 def cmd_down(args) -> int:
     from .local_ray import LocalRayManager
 
@@ -349,6 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--name", help="a name for the run")
     sp.add_argument("--raw", action="store_true", help="with --wait: print the log verbatim")
     importlib.import_module("orchestrator.cli_render").add_submit_args(sp)  # --backend azureml and its flags
+
+    sp = add("resume", cmd_resume, "continue a run whose driver or Ray died from its last checkpoint (same run id)")
+    run_arg(sp)
+    sp.add_argument("--wait", action="store_true", help="attach until it ends (exit 0 iff it succeeded)")
+    sp.add_argument("--raw", action="store_true", help="with --wait: print the log verbatim")
 
     sp = add("attach", cmd_attach, "stream a run's log and progress until it ends (exit 0 iff it succeeded)")
     run_arg(sp)

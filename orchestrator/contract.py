@@ -42,6 +42,7 @@ _VARS = {
     "RLO_NUM_GPUS": ("--num-gpus", "SM_NUM_GPUS"),
     "RLO_NUM_GPUS_PER_LEARNER": ("--num-gpus-per-learner", None),
     "RLO_CONCURRENT_TRIALS": ("--concurrent-trials", None),
+    "RLO_ATTEMPT": ("--attempt", None),
 }
 
 
@@ -59,6 +60,7 @@ class JobContext:
     spec: dict
     started_at: float | None
     concurrent_trials: int = 1
+    attempt: int = 1  # > 1: `rlo resume` -- continue the run's experiment from its last checkpoint
 
     @property
     def inside_rlo(self) -> bool:
@@ -115,4 +117,5 @@ def job_context(argv: list[str] | None = None) -> JobContext:
         spec=json.loads(os.environ.get("RLO_SPEC_JSON") or "{}"),
         started_at=float(started) if started else None,
         concurrent_trials=int(get("RLO_CONCURRENT_TRIALS", "1")),
+        attempt=int(get("RLO_ATTEMPT", "1")),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import ray
 
@@ -78,14 +79,13 @@ def train(job, ctx, numbers, *, source_dir: str | None = None, sweep=None) -> di
     The one training path of every entry script that trains a built-in algorithm. `env_config.reward_scale`
     scales rewards for learning only: stop criteria on returns are scaled to match, and every reported return
     (metrics.jsonl, log lines, summary) is in the env's own units."""
-    import json
     import os
     import sys
     import threading
 
     from ray import tune
 
-    from callbacks import MetricsLogger, SamplingHealthCheck
+    from callbacks import SamplingHealthCheck
 
     from .training import build_config
 
@@ -133,12 +133,35 @@ def train(job, ctx, numbers, *, source_dir: str | None = None, sweep=None) -> di
 
         setup = tune_setup(config, sweep, job, int(getattr(numbers, "concurrent_trials", 1) or 1), scale)
         param_space, sweep_args = setup["param_space"], setup["tune_config"]
-    results = tune.Tuner(
+    experiment = Path(ctx.output_dir) / "tune"
+    if getattr(ctx, "attempt", 1) > 1:
+        # `rlo resume`: the same experiment, each unfinished trial from its last checkpoint (Tune keeps the
+        # iteration count), the same callbacks (MetricsLogger sets aside the iterations being redone).
+        if not tune.Tuner.can_restore(str(experiment)):
+            raise UserError(
+                f"attempt {ctx.attempt} of run {ctx.run_id} has nothing to resume: no Tune experiment in {experiment}",
+                fix="submit the job again as a new run",
+            )
+        events.emit("notice", {"message": f"attempt {ctx.attempt}: resuming {experiment} from its last checkpoint"})
+        results = tune.Tuner.restore(
+            str(experiment),
+            trainable=config.algo_class,
+            param_space=param_space,
+            resume_unfinished=True,
+            resume_errored=True,
+        ).fit()
+    else:
+        results = _fresh_tuner(tune, config, param_space, sweep_args, deadline, tune_stop, job, ctx, scale, sweep).fit()
+    return _finish(results, job, ctx, stop, deadline, scale, sweep)
+
+
+def _fresh_tuner(tune, config, param_space, sweep_args, deadline, tune_stop, job, ctx, scale, sweep):
+    from callbacks import MetricsLogger
+
+    return tune.Tuner(
         config.algo_class,
         param_space=param_space,
-        tune_config=tune.TuneConfig(
-            time_budget_s=max(1.0, deadline - time.time()) if deadline else None, **sweep_args
-        ),
+        tune_config=tune.TuneConfig(time_budget_s=max(1.0, deadline - time.time()) if deadline else None, **sweep_args),
         run_config=tune.RunConfig(
             name="tune",
             storage_path=str(ctx.output_dir),
@@ -152,7 +175,12 @@ def train(job, ctx, numbers, *, source_dir: str | None = None, sweep=None) -> di
             callbacks=[MetricsLogger(ctx.run_dir, reward_scale=scale)],
             verbose=0 if sweep is not None else 1,  # a sweep: its trial table is printed at the end
         ),
-    ).fit()
+    )
+
+
+def _finish(results, job, ctx, stop, deadline, scale, sweep) -> dict:
+    import json
+    import sys
 
     # 4. The outcome, as a file in the run's folder and one structured line for the submitting side.
     if sweep is not None:

@@ -395,6 +395,32 @@ class Registry:
             for r in rows
         ]
 
+    # --- attempts (the first submission and each `rlo resume`) ------------------------------------------------
+
+    def add_attempt(
+        self, run_id: str, attempt: int, job_id: str, *, from_checkpoint: str | None = None,
+        from_iteration: int | None = None, when: float | None = None,
+    ) -> None:
+        with self._conn() as c:
+            c.execute(
+                "INSERT INTO run_attempts (run_id, attempt, job_id, submitted_at, from_checkpoint, from_iteration) "
+                "VALUES (?,?,?,?,?,?)",
+                (run_id, attempt, job_id, when or time.time(), from_checkpoint, from_iteration),
+            )
+
+    def end_attempt(self, run_id: str, attempt: int, status: str, message: str | None = None) -> None:
+        with self._conn() as c:
+            c.execute(
+                "UPDATE run_attempts SET status=?, message=?, ended_at=? WHERE run_id=? AND attempt=? "
+                "AND ended_at IS NULL",
+                (status, message, time.time(), run_id, attempt),
+            )
+
+    def attempts(self, run_id: str) -> list[dict]:
+        with self._conn() as c:
+            rows = c.execute("SELECT * FROM run_attempts WHERE run_id=? ORDER BY attempt", (run_id,)).fetchall()
+        return [dict(r) for r in rows]
+
     # --- endpoints ----------------------------------------------------------------------------------------------
 
     def add_endpoint(self, rec: EndpointRecord) -> EndpointRecord | None:

@@ -110,6 +110,9 @@ class Run:
             fields["final_metrics"] = last_metrics
             fields["message"] = message or _last_error(log)
         self.registry.update(self.id, **fields)
+        attempts = self.registry.attempts(self.id)
+        if attempts:
+            self.registry.end_attempt(self.id, attempts[-1]["attempt"], status, fields.get("message"))
 
     def status(self) -> str:
         return self.refresh().status
@@ -186,6 +189,87 @@ class Run:
             return (v if isinstance(v, int | float) else float("-inf"), c.iteration or 0)
 
         return max(cps, key=score).path
+
+    # --- resume ------------------------------------------------------------------------------------------------
+
+    def _mark_lost(self) -> None:
+        """A run the registry thinks is going but whose engine no longer knows it (Ray stopped, machine restarted)."""
+        rec = self.registry.get(self.id)
+        if rec.status in TERMINAL:
+            return
+        try:
+            self.refresh()
+        except EngineError as e:
+            why = f"lost: {str(e).splitlines()[0]}"
+            self.registry.update(self.id, status="FAILED", message=why, ended_at=time.time())
+            attempts = self.registry.attempts(self.id)
+            if attempts:
+                self.registry.end_attempt(self.id, attempts[-1]["attempt"], "FAILED", why)
+
+    def resume(self, quiet: bool = False) -> Run:
+        """`rlo resume`: a new attempt of this run that continues its Tune experiment from the last checkpoint.
+
+        For a run whose driver or whole Ray instance died (or that was stopped); the run keeps its id, folder and
+        metrics (iterations after the checkpoint are redone, and set aside once in metrics.redone.jsonl)."""
+        from .contract import contract_env
+        from .spec import Spec
+        from .submit import _entrypoint, _runtime_env
+
+        self._mark_lost()
+        rec = self.registry.get(self.id)
+        if rec.status == "SUCCEEDED":
+            raise UserError(f"run {self.id} succeeded; there is nothing to resume",
+                            fix="submit the spec again for a new run")
+        if rec.status not in TERMINAL:
+            raise UserError(f"run {self.id} is still {rec.status}",
+                            fix=f"attach to it (`rlo attach {self.id}`), or stop it first (`rlo stop {self.id}`)")
+        if not (rec.spec.get("job") or {}).get("algorithm") or (rec.spec.get("job") or {}).get("entry_script"):
+            raise UserError(f"run {self.id} ran an entry script; only built-in algorithm jobs can be resumed",
+                            fix="resume inside your script from `RLO_MODEL_DIR`, or submit it again")
+        cps = self._checkpoints_on_disk()
+        if self.run_dir and self.run_dir.exists() and not cps:
+            raise UserError(
+                f"run {self.id} saved no checkpoint, so it cannot continue where it stopped",
+                fix="give jobs `checkpoint: {frequency: N}` to make them resumable; submit this one again",
+            )
+        spec = Spec.model_validate(rec.spec)
+        spec._base_dir = Path(rec.extra.get("base_dir") or Path.cwd())
+        if rec.backend == "ray-local":
+            backend = RayJobsBackend.embedded(quiet=quiet)  # started again if it was the Ray that died
+        else:
+            backend = self.backend
+        attempts = self.registry.attempts(self.id)
+        attempt = (attempts[-1]["attempt"] if attempts else 1) + 1
+        job_id = f"{self.id}-attempt{attempt}"
+        now = time.time()
+        plan_env = {k: str(v) for k, v in (rec.extra.get("plan_env") or {}).items()}
+        if not plan_env:
+            from .planner import plan_spec
+
+            plan_env = plan_spec(spec).as_env()
+        env_vars = {**spec.job.env_vars, **contract_env(self.id, rec.run_dir, plan_env, json.dumps(rec.spec), now)}
+        env_vars["RLO_ATTEMPT"] = str(attempt)
+        last = cps[-1] if cps else (None, None)
+        backend.submit(
+            job_id=job_id,
+            entrypoint=_entrypoint(spec),
+            runtime_env=_runtime_env(spec, env_vars, backend),
+            metadata={"rlo_run_id": self.id, "rlo_attempt": str(attempt)},
+        )
+        self.registry.add_attempt(self.id, attempt, job_id, from_checkpoint=last[0], from_iteration=last[1], when=now)
+        self.registry.update(self.id, status="PENDING", job_id=job_id, ended_at=None, message=None,
+                             stop_reason=None, address=backend.address)
+        self._backend = backend
+        self._record = self.registry.get(self.id)
+        return self
+
+    def _checkpoints_on_disk(self) -> list[tuple[str, int | None]]:
+        """(path, iteration if registered) of the run's Tune checkpoints in its folder, oldest first."""
+        if not self.run_dir or not (self.run_dir / "output" / "tune").exists():
+            return []
+        reg = {c.path: c.iteration for c in self.registry.checkpoints(self.id)}
+        found = sorted((self.run_dir / "output" / "tune").glob("*/checkpoint_*"), key=lambda d: d.stat().st_mtime)
+        return [(str(d), reg.get(str(d))) for d in found]
 
     def policy_info(self) -> dict:
         """The env and training-side preprocessing the run's policy was trained with."""

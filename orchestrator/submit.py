@@ -186,7 +186,7 @@ def submit(
         plan=plan.to_dict(),
         command=command or shlex.join(sys.argv),
         run_dir=job_run_dir,
-        extra={"entrypoint": entrypoint, "notices": notices},
+        extra={"entrypoint": entrypoint, "notices": notices, "base_dir": str(spec.base_dir)},
     )
     registry.create(record)
     try:
@@ -200,6 +200,7 @@ def submit(
         registry.update(run_id, status="SUBMIT_FAILED", message=str(e).splitlines()[0], ended_at=time.time())
         raise
     registry.update(run_id, status="PENDING", job_id=job_id)
+    registry.add_attempt(run_id, 1, job_id, when=now)
     if notices_out is not None:
         notices_out.extend(notices)
     return Run(registry.get(run_id), registry, backend, token)

@@ -373,6 +373,11 @@ def build_config(
         )
         .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
     )
+    # An env runner that dies (killed, its node lost) is restarted after a short delay (RLlib's default waits 60 s);
+    # training goes on with the healthy ones meanwhile.
+    config.fault_tolerance(
+        restart_failed_env_runners=True, max_num_env_runner_restarts=1000, delay_between_env_runner_restarts_s=2.0
+    )
     if placement:
         from .placement import job_custom_resources
 

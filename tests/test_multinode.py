@@ -157,3 +157,34 @@ def test_missing_or_wrong_token_is_a_clear_user_error(cluster, tmp_path, token, 
     if (client / "registry.db").exists():
         rows = sqlite3.connect(client / "registry.db").execute("SELECT status FROM runs").fetchall()
         assert all(s in ("SUBMIT_FAILED",) for (s,) in rows)
+
+
+def test_worker_node_killed_mid_training_the_job_goes_on(cluster, tmp_path):
+    """Last in this module: it kills one of the pool's two nodes (SIGKILL to the node's whole process group)."""
+    import signal
+    import time
+
+    spec = {**SPEC, "job": {**SPEC["job"], "name": "mn-node-loss", "stop": {"training_iteration": 10}}}
+    path = tmp_path / "node-loss.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    client = tmp_path / "laptop"
+    run_id = ok(run_rlo(client, "submit", path, "--address", cluster.dashboard, "--token", cluster.token)).stdout
+    run_id = run_id.splitlines()[0].strip()
+    metrics = Path("/tmp/rlo-runs") / run_id / "metrics.jsonl"  # the job's folder on the cluster (this machine)
+    deadline = time.monotonic() + 240
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        assert time.monotonic() < deadline, "the job did not reach 2 iterations"
+        time.sleep(0.5)
+
+    victim = json.loads((cluster.home / "cluster" / "sim-b" / "state.json").read_text())
+    os.killpg(victim["pid"], signal.SIGKILL)
+
+    # The job goes on with the env runner that is left, and succeeds.
+    res = run_rlo(client, "attach", run_id, "--token", cluster.token, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["training_iteration"] for r in records] == list(range(1, 11))
+    healthy = [r.get("fault_tolerance/num_healthy_workers") for r in records]
+    assert healthy[0] == 2 and min(h for h in healthy if h is not None) == 1
+    status = ok(run_rlo(cluster.home, "cluster", "status")).stdout
+    assert any(line.split()[:2] == ["sim", "1/2"] for line in status.splitlines() if line.strip())
