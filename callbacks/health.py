@@ -40,6 +40,85 @@ class SamplingHealthCheck(RLlibCallback):
             )
 
 
+class WaitForReplacement(SamplingHealthCheck):
+    """`job.fault_tolerance.on_node_loss: wait`. After an iteration in which env runners were lost (their node
+    died), training pauses until all of them are back: the Ray actors of the lost env runners are restarted as
+    soon as a node with free env-runner slots joins (a replacement node: `rlo cluster join ... --pool POOL`), and
+    RLlib's own restore (probe, then sync of weights and connector states) brings them back into the group. The
+    wait shows in the job log (a notice) and in the iteration's metrics (`rlo/replacement_wait_s`). No
+    replacement in `timeout_s`: the trial fails with the reason; its checkpoints stay for `rlo resume`."""
+
+    timeout_s: float = 600.0
+    poll_s: float = 2.0
+
+    def on_train_result(self, *, algorithm, result, **kwargs) -> None:
+        super().on_train_result(algorithm=algorithm, result=result, **kwargs)
+        group = getattr(algorithm, "env_runner_group", None)
+        if group is None or group.num_remote_env_runners() == 0:
+            return
+        total = group.num_remote_env_runners()
+        if group.num_healthy_remote_env_runners() >= total:
+            return
+        from orchestrator import events
+
+        started = time.monotonic()
+        events.emit(
+            "notice",
+            {
+                "message": f"{group.num_healthy_remote_env_runners()}/{total} env runners healthy after iteration "
+                f"{result.get('training_iteration')}: waiting up to {self.timeout_s:.0f}s for a replacement node "
+                f"(job.fault_tolerance.on_node_loss: wait; {_slots_text()})",
+                "waiting_for_replacement": True,
+            },
+        )
+        while True:
+            restored = algorithm.restore_env_runners(group)  # RLlib's own: probe, then sync the restored ones
+            if restored:
+                algorithm._make_on_env_runners_recreated_callbacks(
+                    config=algorithm.config, env_runner_group=group, restored_env_runner_indices=restored
+                )
+            healthy = group.num_healthy_remote_env_runners()
+            waited = time.monotonic() - started
+            if healthy >= total:
+                result["rlo/replacement_wait_s"] = round(waited, 1)
+                events.emit(
+                    "notice",
+                    {
+                        "message": f"all {total} env runners back after {waited:.0f}s; training goes on",
+                        "replacement_joined": True,
+                    },
+                )
+                return
+            if waited > self.timeout_s:
+                raise RuntimeError(
+                    f"{healthy}/{total} env runners healthy after waiting {waited:.0f}s for a replacement node "
+                    f"({_slots_text()}): join one to the pool with `rlo cluster join ADDRESS --pool POOL` and "
+                    "`rlo resume` the run, or set job.fault_tolerance.on_node_loss: continue"
+                )
+            time.sleep(self.poll_s)
+
+
+def health_check_class(on_node_loss: str = "continue", wait_timeout_s: float = 600.0) -> type[SamplingHealthCheck]:
+    """The job's health-check callback class for its `job.fault_tolerance` settings."""
+    if on_node_loss != "wait":
+        return SamplingHealthCheck
+    return type("WaitForReplacement", (WaitForReplacement,), {"timeout_s": float(wait_timeout_s)})
+
+
+def _slots_text() -> str:
+    """The cluster's env-runner slots now (clusters brought up by `rlo cluster`), for the wait's messages."""
+    try:
+        import ray
+
+        total = ray.cluster_resources().get("rlo_env_runner_slots")
+        free = ray.available_resources().get("rlo_env_runner_slots", 0)
+    except Exception:  # noqa: BLE001 - only for a message
+        return "cluster resources unknown"
+    if total is None:
+        return "no env-runner slots: not a cluster brought up by `rlo cluster`"
+    return f"the cluster has {total:.0f} env-runner slots, {free:.0f} free"
+
+
 def env_runner_errors(algorithm) -> str:
     """The errors of the env runners that are down, as their own messages (one per distinct error)."""
     group = getattr(algorithm, "env_runner_group", None)

@@ -29,6 +29,8 @@ KEEP = (
     # Fault tolerance: env runners alive and restarted so far (an env runner killed mid-training shows here).
     "fault_tolerance/num_healthy_workers",
     "fault_tolerance/num_remote_worker_restarts",
+    # `on_node_loss: wait`: how long training paused after this iteration for a replacement node.
+    "rlo/replacement_wait_s",
 )
 
 

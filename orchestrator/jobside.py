@@ -85,7 +85,7 @@ def train(job, ctx, numbers, *, source_dir: str | None = None, sweep=None) -> di
 
     from ray import tune
 
-    from callbacks import SamplingHealthCheck
+    from callbacks import health_check_class
 
     from .training import build_config
 
@@ -116,7 +116,7 @@ def train(job, ctx, numbers, *, source_dir: str | None = None, sweep=None) -> di
         num_learners=numbers.num_learners,
         num_gpus_per_learner=numbers.num_gpus_per_learner,
         source_dir=source_dir,
-        callbacks=SamplingHealthCheck,
+        callbacks=health_check_class(job.fault_tolerance.on_node_loss, job.fault_tolerance.wait_timeout_s),
         placement=placement,
     )
     stop, notices = job.normalized_stop()

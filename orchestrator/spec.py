@@ -157,6 +157,20 @@ class CheckpointConfig(Model):
     keep: int | None = Field(3, ge=1, description="How many checkpoints to keep (None: all).")
 
 
+class FaultToleranceConfig(Model):
+    """What the job does when env runners are lost with a worker node (an env runner that dies alone is always
+    restarted, after 2 s)."""
+
+    on_node_loss: Literal["continue", "wait"] = Field(
+        "continue",
+        description="`continue`: train on with the env runners left; `wait`: pause after the iteration until all "
+        "env runners are back (a replacement node joined the pool), then go on.",
+    )
+    wait_timeout_s: int = Field(
+        600, ge=1, description="With `wait`: fail the job (resumable) when no replacement came in this time."
+    )
+
+
 def _normalize_algorithm(v: Any) -> Any:
     if isinstance(v, str):
         for a in ALGORITHMS:
@@ -187,6 +201,7 @@ class JobSpec(Model):
     stop: dict[str, float] = Field(default_factory=dict, description="Stop when any criterion is reached.")
     max_run_duration_seconds: int | None = Field(None, ge=1, description="Hard bound on the whole job.")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    fault_tolerance: FaultToleranceConfig = Field(default_factory=FaultToleranceConfig)
     num_env_runners: int | Literal["auto"] = Field("auto", description="`auto`: computed by the planner.")
     num_envs_per_env_runner: int = Field(1, ge=1)
     use_gpu: bool | Literal["auto"] = Field("auto", description="Learner on GPU; `auto`: when the head has one.")
@@ -291,8 +306,10 @@ class SweepSpec(Model):
     @classmethod
     def _space(cls, v: dict[str, dict[str, list[Any]]]) -> dict[str, dict[str, list[Any]]]:
         if not v:
-            raise ValueError("the search space is empty: give at least one parameter, e.g. "
-                             "`hyperparameters.lr: {loguniform: [1.0e-5, 1.0e-3]}`")
+            raise ValueError(
+                "the search space is empty: give at least one parameter, e.g. "
+                "`hyperparameters.lr: {loguniform: [1.0e-5, 1.0e-3]}`"
+            )
         for path, dist in v.items():
             where = f"parameter `{path}`"
             if not re.match(r"^(hyperparameters|env_config)\.[A-Za-z_][\w.]*$", path):
@@ -302,8 +319,11 @@ class SweepSpec(Model):
             kind, values = next(iter(dist.items()))
             if kind not in DISTRIBUTIONS:
                 hint = did_you_mean(kind, DISTRIBUTIONS)
-                raise ValueError(f"{where}: unknown distribution `{kind}`" + (f"; {hint}" if hint else "")
-                                 + f" (one of {', '.join(DISTRIBUTIONS)})")
+                raise ValueError(
+                    f"{where}: unknown distribution `{kind}`"
+                    + (f"; {hint}" if hint else "")
+                    + f" (one of {', '.join(DISTRIBUTIONS)})"
+                )
             if not isinstance(values, list) or not values:
                 raise ValueError(f"{where}: `{kind}` needs a non-empty list of values")
             if kind in ("uniform", "loguniform", "randint"):
@@ -333,11 +353,15 @@ class SweepSpec(Model):
             raise ValueError("`max_concurrent_trials` must be `auto` or >= 1")
         kinds = {next(iter(d)) for d in self.parameters.values()}
         if self.search == "grid" and kinds - {"grid", "choice"}:
-            raise ValueError("`search: grid` takes only `grid:`/`choice:` values; use `search: random` to sample "
-                             "uniform/loguniform/randint parameters")
+            raise ValueError(
+                "`search: grid` takes only `grid:`/`choice:` values; use `search: random` to sample "
+                "uniform/loguniform/randint parameters"
+            )
         if self.scheduler and self.scheduler.type == "pbt" and not kinds - {"grid"}:
-            raise ValueError("PBT perturbs parameters while trials run: give at least one choice/uniform/"
-                             "loguniform/randint parameter (grid values are not perturbed)")
+            raise ValueError(
+                "PBT perturbs parameters while trials run: give at least one choice/uniform/"
+                "loguniform/randint parameter (grid values are not perturbed)"
+            )
         return self
 
     def trial_count(self) -> int:

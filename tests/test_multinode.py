@@ -188,3 +188,93 @@ def test_worker_node_killed_mid_training_the_job_goes_on(cluster, tmp_path):
     assert healthy[0] == 2 and min(h for h in healthy if h is not None) == 1
     status = ok(run_rlo(cluster.home, "cluster", "status")).stdout
     assert any(line.split()[:2] == ["sim", "1/2"] for line in status.splitlines() if line.strip())
+
+
+def test_worker_node_killed_with_on_node_loss_wait_training_pauses_until_a_replacement_joins(cluster, tmp_path):
+    """After the test above (sim-b is dead): a replacement restores the pool, the job runs with
+    `on_node_loss: wait`, one of its nodes is killed, and training pauses until another node joins the pool."""
+    import signal
+    import time
+
+    token_file = cluster.home / "cluster" / "head" / "auth_token"
+
+    def join(name):
+        ok(
+            run_rlo(
+                cluster.home,
+                "cluster",
+                "join",
+                cluster.gcs,
+                "--pool",
+                "sim",
+                "--token-file",
+                token_file,
+                "--name",
+                name,
+            )
+        )
+
+    join("sim-c")
+    assert any(
+        line.split()[:2] == ["sim", "2/2"]
+        for line in ok(run_rlo(cluster.home, "cluster", "status")).stdout.splitlines()
+        if line.strip()
+    )
+
+    job = {
+        **SPEC["job"],
+        "name": "mn-node-wait",
+        "stop": {"training_iteration": 6},
+        "fault_tolerance": {"on_node_loss": "wait", "wait_timeout_s": 240},
+    }
+    path = tmp_path / "node-wait.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, "job": job}))
+    client = tmp_path / "laptop"
+    env = {"RAY_AUTH_TOKEN": cluster.token}
+    run_id = ok(run_rlo(client, "submit", path, "--address", cluster.dashboard, "--token", cluster.token)).stdout
+    run_id = run_id.splitlines()[0].strip()
+    metrics = Path("/tmp/rlo-runs") / run_id / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        assert time.monotonic() < deadline, "the job did not reach 2 iterations"
+        time.sleep(0.5)
+
+    victim = json.loads((cluster.home / "cluster" / "sim-c" / "state.json").read_text())
+    os.killpg(victim["pid"], signal.SIGKILL)
+
+    # The job says it waits (a notice in its log), and no iteration is reported while it does.
+    deadline = time.monotonic() + 180
+    while "waiting up to 240s for a replacement node" not in (
+        logs := run_rlo(client, "logs", run_id, env_extra=env).stdout
+    ):
+        assert time.monotonic() < deadline, "the job never said it waits for a replacement:\n" + logs[-3000:]
+        time.sleep(1)
+    reported_before_join = len(metrics.read_text().splitlines())
+    joined_at = time.time()
+    join("sim-d")
+
+    res = run_rlo(client, "attach", run_id, "--token", cluster.token, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["training_iteration"] for r in records] == list(range(1, 7))
+    waited = [r for r in records if r.get("rlo/replacement_wait_s")]
+    # One iteration carries the wait; it and every later one were reported only after the replacement joined,
+    # and from then on both env runners were healthy again (one of them on the new node).
+    assert len(waited) == 1, [r.get("rlo/replacement_wait_s") for r in records]
+    i = records.index(waited[0])
+    assert i + 1 > reported_before_join and i >= 1
+    assert all(r["timestamp"] >= joined_at for r in records[i:]), (joined_at, [r.get("timestamp") for r in records])
+    assert all(r.get("fault_tolerance/num_healthy_workers") == 2 for r in records[i + 1 :])
+    logs = ok(run_rlo(client, "logs", run_id, env_extra=env)).stdout
+    assert "all 2 env runners back after" in logs
+
+    # The lost env runner was restarted on the replacement: the newest `sim` node (sim-d, joined for this run
+    # only) hosts one of the run's env runners, per Ray's state API.
+    sim_nodes = [
+        n
+        for n in cluster.get("/api/v0/nodes?detail=true&limit=100")
+        if n["state"] == "ALIVE" and "rlo_pool_sim" in n["resources_total"]
+    ]
+    newest = max(sim_nodes, key=lambda n: n["start_time_ms"])["node_id"]
+    actors = cluster.get("/api/v0/actors?detail=true&limit=1000")
+    assert any(a["class_name"] == "SingleAgentEnvRunner" and a["node_id"] == newest for a in actors)

@@ -120,6 +120,10 @@ class TestBadInput:
         [(path, what, _)] = problems({"job": job(env="my.module:Cls:extra")})
         assert path == "job.env"
 
+    def test_unknown_node_loss_policy(self):
+        [(path, what, _)] = problems({"job": job(fault_tolerance={"on_node_loss": "pause"})})
+        assert path == "job.fault_tolerance.on_node_loss" and "'continue' or 'wait'" in what
+
     def test_reserved_env_vars(self):
         [(path, what, _)] = problems({"job": job(env_vars={"RLO_RUN_ID": "x"})})
         assert path == "job.env_vars" and "RLO_RUN_ID" in what

@@ -103,3 +103,15 @@ def test_batched_vector_env_only_where_it_keeps_the_training_preprocessing():
     assert has_vector_entry_point("rlo/AutoScale-v0")
     # ale_py registers a vector env with its own frames; Atari must go through RLlib's wrappers (64x64x4).
     assert not has_vector_entry_point("ALE/Pong-v5") and not has_vector_entry_point("PongNoFrameskip-v4")
+
+
+def test_health_check_class_follows_the_node_loss_policy():
+    import cloudpickle
+
+    from callbacks import SamplingHealthCheck, WaitForReplacement, health_check_class
+
+    assert health_check_class("continue", 30) is SamplingHealthCheck
+    wait = health_check_class("wait", 30)
+    assert issubclass(wait, WaitForReplacement) and wait.timeout_s == 30.0
+    # Tune ships the config (and with it this class) to the trial's process.
+    assert cloudpickle.loads(cloudpickle.dumps(wait)).timeout_s == 30.0
