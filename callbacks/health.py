@@ -54,10 +54,10 @@ class WaitForReplacement(SamplingHealthCheck):
     def on_train_result(self, *, algorithm, result, **kwargs) -> None:
         super().on_train_result(algorithm=algorithm, result=result, **kwargs)
         group = getattr(algorithm, "env_runner_group", None)
-        if group is None or group.num_remote_env_runners() == 0:
+        if group is None:
             return
-        total = group.num_remote_env_runners()
-        if group.num_healthy_remote_env_runners() >= total:
+        total, healthy = group.num_remote_env_runners(), group.num_healthy_remote_env_runners()
+        if healthy >= total:
             return
         from orchestrator import events
 
@@ -65,14 +65,15 @@ class WaitForReplacement(SamplingHealthCheck):
         events.emit(
             "notice",
             {
-                "message": f"{group.num_healthy_remote_env_runners()}/{total} env runners healthy after iteration "
+                "message": f"{healthy}/{total} env runners healthy after iteration "
                 f"{result.get('training_iteration')}: waiting up to {self.timeout_s:.0f}s for a replacement node "
                 f"(job.fault_tolerance.on_node_loss: wait; {_slots_text()})",
                 "waiting_for_replacement": True,
             },
         )
         while True:
-            restored = algorithm.restore_env_runners(group)  # RLlib's own: probe, then sync the restored ones
+            # What RLlib does before each training step: probe the lost ones, sync those back, fire the callbacks.
+            restored = algorithm.restore_env_runners(group)
             if restored:
                 algorithm._make_on_env_runners_recreated_callbacks(
                     config=algorithm.config, env_runner_group=group, restored_env_runner_indices=restored
@@ -110,8 +111,10 @@ def _slots_text() -> str:
     try:
         import ray
 
-        total = ray.cluster_resources().get("rlo_env_runner_slots")
-        free = ray.available_resources().get("rlo_env_runner_slots", 0)
+        from orchestrator.placement import ENV_RUNNER_SLOT
+
+        total = ray.cluster_resources().get(ENV_RUNNER_SLOT)
+        free = ray.available_resources().get(ENV_RUNNER_SLOT, 0)
     except Exception:  # noqa: BLE001 - only for a message
         return "cluster resources unknown"
     if total is None:

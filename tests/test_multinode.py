@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from orchestrator.local_ray import _free_port
+from orchestrator.placement import pool_resource
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -72,6 +73,36 @@ class Cluster:
         with urllib.request.urlopen(req, timeout=30) as r:
             return json.loads(r.read())["data"]["result"]["result"]
 
+    def join(self, name: str) -> None:
+        """A `sim` node, as a user joins one: the address, the pool and the token (the spec comes from the head)."""
+        token_file = token_file_of(self.home)
+        ok(run_rlo(self.home, "cluster", "join", self.gcs, "--pool", "sim", "--token-file", token_file, "--name", name))
+
+    def kill(self, name: str) -> None:
+        """SIGKILL to a node's whole process group (its raylet and workers), as when its machine dies."""
+        import signal
+
+        os.killpg(json.loads((self.home / "cluster" / name / "state.json").read_text())["pid"], signal.SIGKILL)
+
+    def status_rows(self) -> dict[str, list[str]]:
+        """`rlo cluster status` as pool -> columns (nodes x/y is column 1, env-runner slots column 4)."""
+        res = ok(run_rlo(self.home, "cluster", "status"))
+        return {line.split()[0]: line.split() for line in res.stdout.splitlines()[2:] if line.strip()}
+
+
+def token_file_of(home: Path) -> Path:
+    return home / "cluster" / "head" / "auth_token"
+
+
+def wait_for_iterations(metrics: Path, n: int, timeout: float = 240) -> None:
+    """Until the job's metrics.jsonl (its folder on the cluster, on this machine) has n iterations."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= n):
+        assert time.monotonic() < deadline, f"the job did not reach {n} iterations"
+        time.sleep(0.5)
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
@@ -81,28 +112,27 @@ def cluster(tmp_path_factory):
     port, dash = _free_port(), _free_port()
     try:
         res = ok(run_rlo(home, "cluster", "start-head", spec_path, "--port", port, "--dashboard-port", dash))
-        token_file = home / "cluster" / "head" / "auth_token"
         gcs = f"127.0.0.1:{port}"
         assert f"rlo cluster join {gcs} --pool sim" in res.stdout
+        cluster = Cluster(home, spec_path, gcs, f"http://127.0.0.1:{dash}", token_file_of(home).read_text().strip())
         for name in ("sim-a", "sim-b"):
-            # The join needs only the address, the pool and the token: the spec comes from the head.
-            ok(run_rlo(home, "cluster", "join", gcs, "--pool", "sim", "--token-file", token_file, "--name", name))
-        yield Cluster(home, spec_path, gcs, f"http://127.0.0.1:{dash}", token_file.read_text().strip())
+            cluster.join(name)
+        yield cluster
     finally:
         run_rlo(home, "cluster", "stop", timeout=180)
 
 
 def test_status_shows_each_pools_nodes_against_the_spec(cluster):
-    res = ok(run_rlo(cluster.home, "cluster", "status"))
-    rows = {line.split()[0]: line.split() for line in res.stdout.splitlines()[2:] if line.strip()}
+    rows = cluster.status_rows()
     assert rows["head"][1] == "1/1" and rows["sim"][1] == "2/2"
     # The env-runner slots are the plan's: 1 (head) + 2 x 1 (sim) - 1 reserved = 2 env runners, both on `sim`.
     assert rows["sim"][4] == "2" and rows["head"][4] == "0"
 
 
 def test_joining_an_unknown_pool_is_a_user_error(cluster, tmp_path):
-    token_file = cluster.home / "cluster" / "head" / "auth_token"
-    res = run_rlo(tmp_path, "cluster", "join", cluster.gcs, "--pool", "simm", "--token-file", token_file)
+    res = run_rlo(
+        tmp_path, "cluster", "join", cluster.gcs, "--pool", "simm", "--token-file", token_file_of(cluster.home)
+    )
     assert res.returncode == 2 and "no pool `simm`" in res.stderr and "did you mean `sim`" in res.stderr
     assert "Traceback" not in res.stderr
 
@@ -160,10 +190,7 @@ def test_missing_or_wrong_token_is_a_clear_user_error(cluster, tmp_path, token, 
 
 
 def test_worker_node_killed_mid_training_the_job_goes_on(cluster, tmp_path):
-    """Last in this module: it kills one of the pool's two nodes (SIGKILL to the node's whole process group)."""
-    import signal
-    import time
-
+    """It kills one of the pool's two nodes (SIGKILL to the node's whole process group)."""
     spec = {**SPEC, "job": {**SPEC["job"], "name": "mn-node-loss", "stop": {"training_iteration": 10}}}
     path = tmp_path / "node-loss.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -171,13 +198,8 @@ def test_worker_node_killed_mid_training_the_job_goes_on(cluster, tmp_path):
     run_id = ok(run_rlo(client, "submit", path, "--address", cluster.dashboard, "--token", cluster.token)).stdout
     run_id = run_id.splitlines()[0].strip()
     metrics = Path("/tmp/rlo-runs") / run_id / "metrics.jsonl"  # the job's folder on the cluster (this machine)
-    deadline = time.monotonic() + 240
-    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
-        assert time.monotonic() < deadline, "the job did not reach 2 iterations"
-        time.sleep(0.5)
-
-    victim = json.loads((cluster.home / "cluster" / "sim-b" / "state.json").read_text())
-    os.killpg(victim["pid"], signal.SIGKILL)
+    wait_for_iterations(metrics, 2)
+    cluster.kill("sim-b")
 
     # The job goes on with the env runner that is left, and succeeds.
     res = run_rlo(client, "attach", run_id, "--token", cluster.token, timeout=600)
@@ -186,40 +208,16 @@ def test_worker_node_killed_mid_training_the_job_goes_on(cluster, tmp_path):
     assert [r["training_iteration"] for r in records] == list(range(1, 11))
     healthy = [r.get("fault_tolerance/num_healthy_workers") for r in records]
     assert healthy[0] == 2 and min(h for h in healthy if h is not None) == 1
-    status = ok(run_rlo(cluster.home, "cluster", "status")).stdout
-    assert any(line.split()[:2] == ["sim", "1/2"] for line in status.splitlines() if line.strip())
+    assert cluster.status_rows()["sim"][1] == "1/2"
 
 
 def test_worker_node_killed_with_on_node_loss_wait_training_pauses_until_a_replacement_joins(cluster, tmp_path):
     """After the test above (sim-b is dead): a replacement restores the pool, the job runs with
     `on_node_loss: wait`, one of its nodes is killed, and training pauses until another node joins the pool."""
-    import signal
     import time
 
-    token_file = cluster.home / "cluster" / "head" / "auth_token"
-
-    def join(name):
-        ok(
-            run_rlo(
-                cluster.home,
-                "cluster",
-                "join",
-                cluster.gcs,
-                "--pool",
-                "sim",
-                "--token-file",
-                token_file,
-                "--name",
-                name,
-            )
-        )
-
-    join("sim-c")
-    assert any(
-        line.split()[:2] == ["sim", "2/2"]
-        for line in ok(run_rlo(cluster.home, "cluster", "status")).stdout.splitlines()
-        if line.strip()
-    )
+    cluster.join("sim-c")
+    assert cluster.status_rows()["sim"][1] == "2/2"
 
     job = {
         **SPEC["job"],
@@ -234,13 +232,8 @@ def test_worker_node_killed_with_on_node_loss_wait_training_pauses_until_a_repla
     run_id = ok(run_rlo(client, "submit", path, "--address", cluster.dashboard, "--token", cluster.token)).stdout
     run_id = run_id.splitlines()[0].strip()
     metrics = Path("/tmp/rlo-runs") / run_id / "metrics.jsonl"
-    deadline = time.monotonic() + 240
-    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
-        assert time.monotonic() < deadline, "the job did not reach 2 iterations"
-        time.sleep(0.5)
-
-    victim = json.loads((cluster.home / "cluster" / "sim-c" / "state.json").read_text())
-    os.killpg(victim["pid"], signal.SIGKILL)
+    wait_for_iterations(metrics, 2)
+    cluster.kill("sim-c")
 
     # The job says it waits (a notice in its log), and no iteration is reported while it does.
     deadline = time.monotonic() + 180
@@ -251,7 +244,7 @@ def test_worker_node_killed_with_on_node_loss_wait_training_pauses_until_a_repla
         time.sleep(1)
     reported_before_join = len(metrics.read_text().splitlines())
     joined_at = time.time()
-    join("sim-d")
+    cluster.join("sim-d")
 
     res = run_rlo(client, "attach", run_id, "--token", cluster.token, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -273,7 +266,7 @@ def test_worker_node_killed_with_on_node_loss_wait_training_pauses_until_a_repla
     sim_nodes = [
         n
         for n in cluster.get("/api/v0/nodes?detail=true&limit=100")
-        if n["state"] == "ALIVE" and "rlo_pool_sim" in n["resources_total"]
+        if n["state"] == "ALIVE" and pool_resource("sim") in n["resources_total"]
     ]
     newest = max(sim_nodes, key=lambda n: n["start_time_ms"])["node_id"]
     actors = cluster.get("/api/v0/actors?detail=true&limit=1000")
