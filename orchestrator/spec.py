@@ -539,13 +539,26 @@ def parse_spec(data: Any, source: str = "<spec>", base_dir: Path | None = None) 
     return spec
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's floats: PyYAML follows YAML 1.1, where `1e-5` (no dot) is a string,
+    so `lr: 1e-5` would reach RLlib as text. Everything else is as `yaml.safe_load`."""
+
+
+_SpecLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def load_spec(path: str | os.PathLike) -> Spec:
     """Read a YAML spec. Any problem is a SpecError naming the file and the field."""
     p = Path(path)
     if not p.is_file():
         raise SpecError(str(p), [("", "no such file", "check the path (specs live in cluster_configs/)")])
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.load(p.read_text(), Loader=_SpecLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -159,3 +159,19 @@ def test_legacy_stop_names_are_mapped_with_notice():
     stop, notices = j.normalized_stop()
     assert stop == {"env_runners/episode_return_mean": 18, "time_total_s": 3600, "num_env_steps_sampled_lifetime": 1e6}
     assert len(notices) == 2 and all("legacy" in n for n in notices)
+
+
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    # PyYAML (YAML 1.1) reads `1e-5` as a string; users write it as a number, as YAML 1.2 does.
+    f = tmp_path / "lr.yaml"
+    f.write_text(
+        "job: {algorithm: PPO, env: CartPole-v1, hyperparameters: {lr: 1e-5, gamma: 0.99}}\n"
+        "sweep: {parameters: {hyperparameters.lr: {loguniform: [1e-5, 1E-3]}}}\n"
+    )
+    spec = S.load_spec(f)
+    assert spec.job.hyperparameters == {"lr": 1e-5, "gamma": 0.99}
+    assert spec.sweep.parameters["hyperparameters.lr"] == {"loguniform": [1e-5, 1e-3]}
+    # Quoted stays text, and plain PyYAML is left as it was.
+    f.write_text('job: {algorithm: PPO, env: CartPole-v1, env_config: {tag: "1e-5"}}\n')
+    assert S.load_spec(f).job.env_config == {"tag": "1e-5"}
+    assert yaml.safe_load("a: 1e-5") == {"a": "1e-5"}
