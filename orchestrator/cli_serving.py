@@ -23,10 +23,12 @@ def cmd_deploy(args) -> int:
         port=args.port,
         api_key=args.api_key,
         api_key_file=args.api_key_file,
+        no_api_key=args.no_api_key,
         replicas=args.replicas,
         num_cpus=args.num_cpus,
         max_batch_size=args.max_batch_size,
         batch_wait_timeout_s=args.batch_wait_ms / 1000.0,
+        max_body_mb=args.max_body_mb,
         quiet=not args.verbose,
         notices_out=notices,
     )
@@ -55,7 +57,15 @@ def cmd_deploy(args) -> int:
 
         rec = Registry(settings().registry_path).endpoint(info["name"])
         where = rec.extra.get("api_key_file") if rec else None
-        print(f"  API key     required (Authorization: Bearer KEY){f'; key file {where}' if where else ''}", file=err)
+        kept = "; kept from the previous deploy" if any(" keeps the API key" in n for n in notices) else ""
+        print(
+            f"  API key     required (Authorization: Bearer KEY){f'; key file {where}' if where else ''}{kept}",
+            file=err,
+        )
+    else:
+        print("  API key     none (anyone who can reach the port can call it)", file=err)
+    limit = info["max_body_bytes"]
+    print(f"  limits      request body at most {limit} bytes, as Content-Type: application/json", file=err)
     print(f"[rlo] `rlo undeploy {info['name']}` stops it", file=err)
     return 0
 
@@ -147,10 +157,21 @@ def register(add) -> None:
         "--api-key-file", metavar="FILE", help="require the API key in FILE (a new random key is written if missing)"
     )
     key.add_argument("--api-key", metavar="KEY", help="require this API key (visible in `ps`; prefer --api-key-file)")
+    key.add_argument(
+        "--no-api-key",
+        action="store_true",
+        help="serve without an API key, even when redeploying an endpoint that had one (a redeploy keeps its key)",
+    )
     sp.add_argument("--replicas", type=int, default=1, help="replicas of the policy (default 1)")
     sp.add_argument("--num-cpus", type=float, default=0, help="CPUs reserved per replica (default 0: none)")
     sp.add_argument("--max-batch-size", type=int, default=32, help="concurrent requests batched per forward pass")
     sp.add_argument("--batch-wait-ms", type=float, default=1.0, help="how long a batch waits to fill (default 1)")
+    sp.add_argument(
+        "--max-body-mb",
+        type=float,
+        metavar="MB",
+        help="largest /predict request body (default: room for 4096 observations, 1 to 8 MB); larger ones get 413",
+    )
     sp.add_argument("--json", action="store_true", help="print the endpoint's info as JSON")
     sp.add_argument("--verbose", action="store_true", help="show Ray's and Serve's own log lines")
 

@@ -15,10 +15,13 @@ applications outlive the command that deployed them, like jobs do.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import ipaddress
 import json
 import logging
+import math
+import numbers
 import os
 import re
 import secrets
@@ -39,6 +42,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 NAME_PATTERN = re.compile(r"^[a-z0-9][-a-z0-9_.]{0,62}$")
 CHECKPOINT_CHOICES = ("latest", "best")
+MAX_BATCH_SIZE = 4096  # requests in one forward pass (as many as one request may carry observations)
+MAX_BATCH_WAIT_S = 60.0  # longer, and a lone request waits a minute for company
+MAX_BODY_MB = 1024.0
 
 
 class PredictionError(UserError):
@@ -227,10 +233,11 @@ def default_name(run) -> str:
 
 
 def _check_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise UserError(
             f"endpoint name `{name}` is not usable in a URL",
-            fix="use lowercase letters, digits, `-`, `_` and `.` (at most 63, starting with a letter or digit)",
+            fix="use lowercase letters, digits, `-`, `_` and `.` (at most 63, starting with a letter or digit; "
+            f"the pattern {NAME_PATTERN.pattern})",
         )
     return name
 
@@ -251,10 +258,115 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise UserError(
+                    f"cannot serve on {host}:{port}: something else listens there",
+                    fix="pick another port with --port (or stop what listens there)",
+                ) from None
+            raise UserError(f"cannot serve on {host}:{port}: {e.strerror or e}", fix=_HOST_FIX) from None
+
+
+_HOST_FIX = "give --host an address of this machine: 127.0.0.1 (the default), or 0.0.0.0 for every interface"
+
+
+def _check_host(host: str) -> None:
+    """`host` is an IP address or a name that resolves, and one this machine can listen on (before Ray starts:
+    a bad host must not look like a busy port)."""
+    if not isinstance(host, str) or not host.strip() or any(c.isspace() for c in host):
+        raise UserError(f"--host `{host}` is not a host name or an IP address", fix=_HOST_FIX)
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise UserError(f"--host `{host}` does not resolve to an address ({e})", fix=_HOST_FIX) from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family) as s:
+        try:
+            s.bind((addr[0], 0))  # any free port: only whether the address is this machine's
+        except OSError as e:
             raise UserError(
-                f"cannot serve on {host}:{port}: {e.strerror or e}",
-                fix="pick another port with --port (or stop what listens there)",
+                f"--host `{host}` ({addr[0]}) is not an address of this machine: {e.strerror or e}", fix=_HOST_FIX
             ) from None
+
+
+def _check_options(
+    *,
+    host: str | None,
+    port: int | None,
+    replicas: int,
+    num_cpus: float,
+    max_batch_size: int,
+    batch_wait_timeout_s: float,
+    max_body_mb: float | None,
+) -> None:
+    """The deploy options that can never work, refused before anything is looked up or started."""
+
+    def number(value, flag: str, *, integer: bool) -> float:
+        kind = numbers.Integral if integer else numbers.Real  # numpy's numbers too
+        if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+            raise UserError(
+                f"{flag} {value!r} is not {'a whole number' if integer else 'a finite number'}",
+                fix=f"give {flag} a {'whole ' if integer else ''}number (`rlo deploy --help` lists the defaults)",
+            )
+        return value
+
+    if number(replicas, "--replicas", integer=True) < 1:
+        raise UserError(f"--replicas {replicas}: an endpoint needs at least 1 replica", fix="--replicas 1 or more")
+    if number(num_cpus, "--num-cpus", integer=False) < 0:
+        raise UserError(
+            f"--num-cpus {num_cpus}: CPUs reserved per replica cannot be negative",
+            fix="--num-cpus 0 (the default: reserve none) or more",
+        )
+    if not 1 <= number(max_batch_size, "--max-batch-size", integer=True) <= MAX_BATCH_SIZE:
+        raise UserError(
+            f"--max-batch-size {max_batch_size}: the requests batched per forward pass must be 1..{MAX_BATCH_SIZE}",
+            fix="--max-batch-size 32 (the default)",
+        )
+    wait_ms = number(batch_wait_timeout_s, "--batch-wait-ms (batch_wait_timeout_s)", integer=False) * 1000
+    if not 0 <= wait_ms <= MAX_BATCH_WAIT_S * 1000:
+        raise UserError(
+            f"--batch-wait-ms {wait_ms:g}: how long a request waits for others to batch with must be "
+            f"0..{MAX_BATCH_WAIT_S * 1000:g} ms",
+            fix="--batch-wait-ms 1 (the default)",
+        )
+    if port is not None and not 1 <= number(port, "--port", integer=True) <= 65535:
+        raise UserError(f"--port {port} is not a TCP port", fix=f"give --port 1..65535 (default {DEFAULT_PORT})")
+    if max_body_mb is not None and not 0 < number(max_body_mb, "--max-body-mb", integer=False) <= MAX_BODY_MB:
+        raise UserError(
+            f"--max-body-mb {max_body_mb}: the largest request body must be more than 0 and at most {MAX_BODY_MB} MB",
+            fix="leave it out for the default (from the observation size), or give a few MB",
+        )
+    if host is not None:
+        _check_host(host)
+
+
+def _valid_key(key: str, where: str) -> str:
+    key = key.strip()
+    if not key:
+        raise UserError(f"{where} is empty", fix="put a key in it (or, for a key file, remove it to get a new one)")
+    if not re.fullmatch(r"[\x21-\x7e]+", key):
+        raise UserError(
+            f"{where} holds spaces or characters that an HTTP header cannot carry",
+            fix="use printable ASCII without spaces (a key file that does not exist gets a random one)",
+        )
+    return key
+
+
+def _read_key_file(path: Path) -> str:
+    """The key in `path`, or a UserError naming the file and the fix."""
+    if path.is_dir():
+        raise UserError(
+            f"--api-key-file {path} is a folder, not a key file", fix="give the path of a file (it is made if missing)"
+        )
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"the API key file {path} is not text", fix="put the key in it as one line of text") from None
+    except OSError as e:
+        raise UserError(
+            f"cannot read the API key file {path}: {e.strerror or e}",
+            fix="make it readable by this user (chmod 600), or give another --api-key-file",
+        ) from None
+    return _valid_key(text, f"the API key file {path}")
 
 
 def _api_key(api_key: str | None, api_key_file: str | None) -> tuple[str | None, str | None]:
@@ -263,18 +375,44 @@ def _api_key(api_key: str | None, api_key_file: str | None) -> tuple[str | None,
         raise UserError("give either an API key or an API key file, not both")
     if api_key_file:
         path = Path(api_key_file).expanduser().resolve()
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(32) + "\n")
-        key = path.read_text().strip()
-        if not key:
-            raise UserError(f"the API key file {path} is empty", fix="put a key in it, or remove it to get a new one")
-        return key, str(path)
-    if api_key is not None and not api_key.strip():
-        raise UserError("the API key is empty")
-    return (api_key.strip() if api_key else None), None
+        if not path.exists() and not path.is_symlink():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_urlsafe(32) + "\n")
+            except OSError as e:
+                raise UserError(
+                    f"cannot write a new API key to {path}: {e.strerror or e}",
+                    fix="give --api-key-file a path in a folder you can write to",
+                ) from None
+        return _read_key_file(path), str(path)
+    if api_key is not None:
+        return _valid_key(api_key, "the API key (--api-key)"), None
+    return None, None
+
+
+def _kept_key(previous: EndpointRecord) -> tuple[str | None, str | None, str, str]:
+    """The API key of the live endpoint a redeploy replaces: (key if known, key file, digest, what to tell).
+
+    A key file is read again (it is where the key lives; a key changed in it counts); without one (a key given
+    with --api-key) the replica keeps the recorded digest of the key."""
+    from .serving_endpoint import key_digest
+
+    key_file, digest = previous.extra.get("api_key_file"), previous.extra.get("api_key_sha256")
+    if key_file and Path(key_file).is_file():
+        key = _read_key_file(Path(key_file))
+        return key, key_file, key_digest(key), f"the API key in {key_file}"
+    if digest:
+        lost = f" (its key file {key_file} is gone)" if key_file else ""
+        return None, key_file, digest, f"the API key it was deployed with{lost}"
+    raise UserError(
+        f"endpoint `{previous.name}` requires an API key, and its record does not say which (the key file "
+        f"{key_file} is gone)"
+        if key_file
+        else f"endpoint `{previous.name}` requires an API key, and its record does not say which",
+        fix="give the key again (--api-key-file FILE or --api-key KEY), or --no-api-key to serve it without one",
+    )
 
 
 # --- talking to Serve on the embedded Ray ----------------------------------------------------------------------
@@ -315,7 +453,10 @@ def _ray_session(local, quiet: bool = True):
     try:
         if owned:
             try:
-                ray.init(address=local.gcs_address, logging_level=logging.WARNING, log_to_driver=False)
+                from .local_ray import loopback_driver
+
+                with loopback_driver():  # the embedded Ray listens on 127.0.0.1 only
+                    ray.init(address=local.gcs_address, logging_level=logging.WARNING, log_to_driver=False)
             except Exception as e:
                 raise EngineError(f"cannot connect to the embedded Ray at {local.gcs_address}: {e}") from None
         yield ray
@@ -397,10 +538,12 @@ def deploy(
     port: int | None = None,
     api_key: str | None = None,
     api_key_file: str | None = None,
+    no_api_key: bool = False,
     replicas: int = 1,
     num_cpus: float = 0,
     max_batch_size: int = 32,
     batch_wait_timeout_s: float = 0.001,
+    max_body_mb: float | None = None,
     quiet: bool = True,
     notices_out: list[str] | None = None,
 ) -> Predictor:
@@ -408,8 +551,10 @@ def deploy(
 
     `host`/`port`: where Serve's HTTP proxy listens (127.0.0.1:8000 unless asked; every endpoint shares it).
     Anything but a loopback host makes the endpoint reachable from other machines: give an API key then.
+    Redeploying a name keeps that endpoint's API key unless a new one is given or `no_api_key` asks for none.
     `num_cpus` reserves CPUs for each replica (0: it never holds back a training job on a small machine).
-    `notices_out` collects what the user should know (an endpoint replaced, an exposed host)."""
+    `max_body_mb`: the largest /predict body (default: from the observation size, 1 to 8 MB).
+    `notices_out` collects what the user should know (an endpoint replaced, a key kept, an exposed host)."""
     from .backends import EMBEDDED
     from .local_ray import LocalRayManager
     from .run import Run
@@ -417,16 +562,38 @@ def deploy(
     from .serving_endpoint import key_digest
     from .training import is_atari
 
+    # Everything that can be refused is refused before the run is looked up and before Ray or Serve start.
+    _check_options(
+        host=host,
+        port=port,
+        replicas=replicas,
+        num_cpus=num_cpus,
+        max_batch_size=max_batch_size,
+        batch_wait_timeout_s=batch_wait_timeout_s,
+        max_body_mb=max_body_mb,
+    )
+    if name is not None:
+        _check_name(name)
+    if no_api_key and (api_key or api_key_file):
+        raise UserError("give an API key (--api-key / --api-key-file) or --no-api-key, not both")
+    key, key_file = _api_key(api_key, api_key_file)
+    digest = key_digest(key) if key else None
+
     run = run if isinstance(run, Run) else attach_run(run)
     path, chosen = resolve_checkpoint(run, checkpoint)
     name = _check_name(name or default_name(run))
-    key, key_file = _api_key(api_key, api_key_file)
-    if replicas < 1:
-        raise UserError("--replicas must be at least 1")
-    if max_batch_size < 1 or batch_wait_timeout_s < 0:
-        raise UserError("--max-batch-size must be >= 1 and --batch-wait-ms >= 0")
-    if port is not None and not 0 < port < 65536:
-        raise UserError(f"--port {port} is not a TCP port")
+    registry = Registry(settings().registry_path)
+    previous = registry.endpoint(name)
+    notices = []
+    if previous is not None and previous.extra.get("api_key_required") and digest is None:
+        if no_api_key:
+            notices.append(f"endpoint `{name}` no longer needs an API key (--no-api-key)")
+        else:
+            key, key_file, digest, which = _kept_key(previous)
+            notices.append(
+                f"endpoint `{name}` keeps {which}: a redeploy keeps the key unless given a new one "
+                "(--api-key-file / --api-key) or --no-api-key"
+            )
 
     # The env and training-side preprocessing (observation scaling, Atari frames) the policy was trained with.
     trained = run.policy_info()
@@ -442,14 +609,14 @@ def deploy(
         "env_config": env_config,
         "algorithm": trained.get("algorithm"),
         "atari": atari,
-        "api_key_sha256": key_digest(key) if key else None,
+        "api_key_sha256": digest,
         "replicas": int(replicas),
         "num_cpus": float(num_cpus),
         "torch_threads": max(1, int(num_cpus)),
         "max_batch_size": int(max_batch_size),
         "batch_wait_timeout_s": float(batch_wait_timeout_s),
+        "max_body_bytes": int(max_body_mb * 2**20) if max_body_mb is not None else None,
     }
-    registry = Registry(settings().registry_path)
     local = LocalRayManager().ensure(quiet=quiet)
     with _lock(), _ray_session(local, quiet=quiet):
         from ray import serve
@@ -458,7 +625,9 @@ def deploy(
 
         bound_host, bound_port = _start_serve(host, port, registry)
         try:
-            serve.run(build(config), name=name, route_prefix=f"/{name}")
+            handle = serve.run(build(config), name=name, route_prefix=f"/{name}")
+            # From the replica itself, over Ray: no HTTP key needed (a kept --api-key is not known here).
+            info = handle.describe.remote().result(timeout_s=60)
         except Exception as e:
             why = _app_error(name) or f"{type(e).__name__}: {e}"
             with contextlib.suppress(Exception):
@@ -488,31 +657,36 @@ def deploy(
                 "host": bound_host,
                 "port": bound_port,
                 "exposed": not _is_loopback(bound_host),
-                "api_key_required": key is not None,
+                "api_key_required": digest is not None,
                 "api_key_file": key_file,
+                # What a redeploy keeps when the key was given with --api-key (a hash: the key is never stored).
+                "api_key_sha256": digest,
                 "env": env_id,
                 "replicas": int(replicas),
                 "num_cpus": float(num_cpus),
                 "max_batch_size": int(max_batch_size),
                 "batch_wait_timeout_s": float(batch_wait_timeout_s),
+                "max_body_bytes": info.get("max_body_bytes"),
             },
         )
     )
-    notices = []
     if replaced is not None:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(replaced.created_at))
-        notices.append(
+        notices.insert(
+            0,
             f"endpoint `{name}` replaced the one deployed {when} "
-            f"(run {replaced.run_id}, checkpoint {replaced.checkpoint})"
+            f"(run {replaced.run_id}, checkpoint {replaced.checkpoint})",
         )
     if not _is_loopback(bound_host):
         notices.append(
             f"Serve listens on {bound_host}: the endpoint is reachable from other machines"
-            + ("" if key else ", and it has no API key (--api-key-file)")
+            + ("" if digest else ", and it has no API key (--api-key-file)")
         )
     if notices_out is not None:
         notices_out.extend(notices)
-    return Predictor(url, key, name=name)
+    predictor = Predictor(url, key, name=name)
+    predictor._info = info
+    return predictor
 
 
 def _atari_preprocessing(spec: dict, env_config: dict) -> dict:

@@ -13,6 +13,12 @@ max over the skipped frames if you want exactly the training input.
 
 A request that does not fit the observation space gets a 4xx whose `detail` says what was wrong and where.
 Concurrent requests are batched (`@serve.batch`) into one forward pass of the policy.
+
+What one request may cost is bounded before it is parsed: the body must be `Content-Type: application/json`
+(415 otherwise: a browser page cannot send that cross-origin without the endpoint's consent, so no web page can
+make a visitor's browser call a loopback endpoint), at most `max_body_bytes` (413, checked on Content-Length
+before the body is read, and while reading a body without one), and JSON nested no deeper than an array of
+observations needs (400).
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the routes' parameter types (`Request`) at runtime.
@@ -28,6 +34,12 @@ import numpy as np
 # Field names of a /predict request.
 REQUEST_FIELDS = ("observation", "observations", "frames", "deterministic", "probabilities", "values")
 MAX_OBSERVATIONS_PER_REQUEST = 4096
+# The default body limit: room for a full batch of observations as JSON, within these bounds.
+MIN_BODY_BYTES = 1 << 20
+MAX_DEFAULT_BODY_BYTES = 8 << 20
+JSON_BYTES_PER_NUMBER = 24  # a float32 as json.dumps writes it, with its separator: "-0.12345678901234567, "
+MAX_JSON_DEPTH = 64  # deeper than any observation array (numpy has at most 64 dimensions)
+MAX_UNKNOWN_FIELDS_SHOWN = 5
 
 
 class BadRequest(Exception):
@@ -94,6 +106,75 @@ def _as_numbers(value: Any, field: str) -> np.ndarray:
     return arr
 
 
+def too_deep() -> str:
+    return (
+        f"the request body is JSON nested more than {MAX_JSON_DEPTH} levels deep; an observation array needs "
+        "as many levels as the observation space has dimensions, plus one for a batch"
+    )
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether `value` nests lists/objects deeper than `limit` (iterative: no recursion to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, list | dict):
+            if depth > limit:
+                return True
+            # Only the first element of each array: observation arrays are rectangular (checked later), and
+            # this stays O(depth), not O(size).
+            items = v.values() if isinstance(v, dict) else v[:1]
+            stack.extend((x, depth + 1) for x in items)
+    return False
+
+
+def default_body_limit(observation_shape: tuple[int, ...], atari: dict | None = None) -> int:
+    """Room for the most observations one request may carry, as JSON, within 1 to 8 MB."""
+    per_observation = int(np.prod(observation_shape)) * JSON_BYTES_PER_NUMBER
+    if atari:  # raw 210x160 RGB frames of 0..255 ("255, ": 5 bytes each), k of them per observation
+        per_observation = max(per_observation, int(atari["framestack"]) * 210 * 160 * 3 * 5)
+    return int(min(max(per_observation * MAX_OBSERVATIONS_PER_REQUEST, MIN_BODY_BYTES), MAX_DEFAULT_BODY_BYTES))
+
+
+def check_content_type(headers) -> None:
+    """JSON only, declared as such (see the module's docstring for why a missing type is refused too)."""
+    given = headers.get("content-type")
+    media = (given or "").split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return
+    raise BadRequest(
+        415,
+        "the request body must be JSON, sent with `Content-Type: application/json` (got "
+        + (f"`{given[:100]}`" if given else "no Content-Type")
+        + "); with curl: -H 'Content-Type: application/json' (or --json)",
+    )
+
+
+def _too_big(size: str, limit: int) -> BadRequest:
+    return BadRequest(
+        413,
+        f"the request body is {size}; this endpoint takes at most {limit} bytes ({limit / 2**20:.3g} MB): send "
+        "fewer observations per request (or redeploy with a larger --max-body-mb)",
+    )
+
+
+async def read_body(request, limit: int) -> bytes:
+    """The body, refused (413) before it is read when its Content-Length is over `limit`, and as soon as it
+    goes over when it comes without one (chunked)."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.strip().isdigit():
+            raise BadRequest(400, f"Content-Length `{length[:40]}` is not a number of bytes")
+        if int(length) > limit:
+            raise _too_big(f"{int(length)} bytes", limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_big(f"more than {limit} bytes", limit)
+    return bytes(body)
+
+
 @dataclass
 class PredictRequest:
     obs: np.ndarray  # (N, *observation shape), in the space's dtype
@@ -123,16 +204,23 @@ class ObservationChecker:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
             raise BadRequest(400, f"the request body is not valid JSON: {e}") from None
+        except RecursionError:
+            raise BadRequest(400, too_deep()) from None
+        if _depth_over(payload, MAX_JSON_DEPTH):
+            raise BadRequest(400, too_deep())
         if not isinstance(payload, dict):
             raise BadRequest(400, 'the request body must be a JSON object such as {"observation": [...]}')
         unknown = sorted(set(payload) - set(REQUEST_FIELDS))
         if unknown:
             from .errors import did_you_mean
 
-            hints = [h for h in (did_you_mean(k, REQUEST_FIELDS) for k in unknown) if h]
+            shown = unknown[:MAX_UNKNOWN_FIELDS_SHOWN]  # a body of a million keys gets a short answer
+            hints = [h for h in (did_you_mean(k, REQUEST_FIELDS) for k in shown) if h]
+            more = len(unknown) - len(shown)
             raise BadRequest(
                 400,
-                f"unknown field(s) {', '.join(f'`{k}`' for k in unknown)}"
+                f"unknown field(s) {', '.join(f'`{k[:64]}`' for k in shown)}"
+                + (f" and {more} more" if more else "")
                 + (f" ({'; '.join(hints)})" if hints else "")
                 + f"; known fields: {', '.join(REQUEST_FIELDS)}",
             )
@@ -383,6 +471,7 @@ class PolicyEndpoint:
             atari = None  # the policy was not trained on RLlib's Atari wrappers' frames: no raw-frame input
         self.checker = ObservationChecker(space, atari=atari)
         self._digest = config.get("api_key_sha256")
+        self.max_body_bytes = int(config.get("max_body_bytes") or default_body_limit(tuple(space.shape), atari))
         self._answer.set_max_batch_size(int(config.get("max_batch_size", 32)))
         self._answer.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.001)))
         self.info = {
@@ -400,11 +489,16 @@ class PolicyEndpoint:
                 "batch_wait_timeout_s": float(config.get("batch_wait_timeout_s", 0.001)),
             },
             "max_observations_per_request": MAX_OBSERVATIONS_PER_REQUEST,
+            "max_body_bytes": self.max_body_bytes,
             "api_key_required": self._digest is not None,
         }
         from gymnasium import spaces
 
         self._probabilities_ok = isinstance(self.policy.action_space, spaces.Discrete | spaces.MultiDiscrete)
+
+    def describe(self) -> dict:
+        """What /info answers, for a caller with a handle on this deployment (deploy: over Ray, no HTTP key)."""
+        return self.info
 
     @app.get("/healthz")
     def healthz(self) -> dict:
@@ -422,7 +516,8 @@ class PolicyEndpoint:
     async def predict(self, request: Request):
         try:
             check_api_key(request.headers, self._digest)
-            req = self.checker.parse(await request.body())
+            check_content_type(request.headers)
+            req = self.checker.parse(await read_body(request, self.max_body_bytes))
             if req.probabilities and not self._probabilities_ok:
                 raise BadRequest(
                     422, f"action probabilities need a discrete action space, not {self.info['action_space']}"

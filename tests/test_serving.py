@@ -5,11 +5,8 @@ predictions compared with the same policy called in-process, bad requests, the A
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sqlite3
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -18,20 +15,11 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-import yaml
+from serving_helpers import free_port, http, ok, rlo, spec_file
 
 from orchestrator import Estimator, JobSpec, UserError, attach
 from orchestrator.registry import _MIGRATIONS, SCHEMA_VERSION, EndpointRecord, Registry
 from orchestrator.serving import PredictionError, Predictor
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 # Serve's one HTTP proxy is shared by every endpoint: all deployments of this module use this port.
 PORT = free_port()
@@ -145,42 +133,6 @@ def test_estimator_deploys_only_after_fit():
 
 
 # --- real Serve on 127.0.0.1 ------------------------------------------------------------------------------------------
-
-
-def rlo(home: Path, *args, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=timeout,
-        env=dict(os.environ, RLO_HOME=str(home)),
-    )
-
-
-def ok(res: subprocess.CompletedProcess, code: int = 0) -> subprocess.CompletedProcess:
-    assert res.returncode == code, f"exit {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    return res
-
-
-def spec_file(folder: Path, job: dict) -> Path:
-    p = folder / f"{job['name']}.yaml"
-    p.write_text(yaml.safe_dump({"cluster": {"head": {"instance_type": "local"}}, "job": job}))
-    return p
-
-
-def http(method: str, url: str, body: bytes | str | None = None, headers: dict | None = None) -> tuple[int, dict]:
-    data = body.encode() if isinstance(body, str) else body
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        text = e.read()
-        try:
-            return e.code, json.loads(text)
-        except ValueError:  # Serve's proxy answers unknown routes in plain text
-            return e.code, {"text": text.decode(errors="replace")}
 
 
 def env_observations(env_id: str, n: int, seed: int = 0, **env_config) -> np.ndarray:

@@ -1,0 +1,64 @@
+"""Helpers shared by the serving tests (test_serving.py, test_serving_hardening.py): the real `rlo` command in a
+given RLO_HOME, a job spec file, plain HTTP calls, a free port."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rlo(home: Path, *args, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        env=dict(os.environ, RLO_HOME=str(home)),
+    )
+
+
+def ok(res: subprocess.CompletedProcess, code: int = 0) -> subprocess.CompletedProcess:
+    assert res.returncode == code, f"exit {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res
+
+
+def spec_file(folder: Path, job: dict) -> Path:
+    p = folder / f"{job['name']}.yaml"
+    p.write_text(yaml.safe_dump({"cluster": {"head": {"instance_type": "local"}}, "job": job}))
+    return p
+
+
+def http(method: str, url: str, body: bytes | str | None = None, headers: dict | None = None) -> tuple[int, dict]:
+    """(status, JSON answer). A body is sent as `Content-Type: application/json` unless `headers` say otherwise
+    (urllib's own default, application/x-www-form-urlencoded, is refused by the endpoint)."""
+    data = body.encode() if isinstance(body, str) else body
+    headers = dict(headers or {})
+    if data is not None and not any(k.lower() == "content-type" for k in headers):
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        text = e.read()
+        try:
+            return e.code, json.loads(text)
+        except ValueError:  # Serve's proxy answers unknown routes in plain text
+            return e.code, {"text": text.decode(errors="replace")}
