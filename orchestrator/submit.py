@@ -6,18 +6,23 @@ before the registry row exists and before anything reaches the engine, so a bad 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shlex
+import shutil
+import socket
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import package
 from .backends import EMBEDDED, RayJobsBackend
 from .contract import contract_env
 from .errors import RloError, UserError
+from .interrupts import deferred_interrupt, shielded
 from .planner import Plan, check_fits, plan_spec
 from .registry import Registry, RunRecord
 from .run import Run
@@ -46,6 +51,9 @@ def validate_job(spec: Spec) -> list[str]:
                 f"entry script `{job.entry_script}` does not exist (looked for {script})",
                 fix="give a path relative to the spec file, or an absolute path",
             )
+    # What the job ships, checked before anything is recorded or packed (escaping links, an oversized folder).
+    package.job_package(spec)
+    if job.entry_script is not None:
         return notices
     from .training import translate_hyperparameters, validate_env
 
@@ -63,14 +71,7 @@ def validate_job(spec: Spec) -> list[str]:
 
 
 def _source_dir(spec: Spec) -> Path | None:
-    if spec.job.source_dir:
-        p = Path(spec.job.source_dir).expanduser()
-        p = p if p.is_absolute() else (spec.base_dir / p).resolve()
-        if not p.is_dir():
-            raise UserError(f"`job.source_dir` {p} is not a folder", fix="give a folder relative to the spec file")
-        return p
-    script = spec.resolved_entry_script()
-    return script.parent if script else None
+    return package.source_dir(spec)
 
 
 def _entrypoint(spec: Spec) -> str:
@@ -78,8 +79,7 @@ def _entrypoint(spec: Spec) -> str:
     if job.entry_script is None:
         return "python -u -m entry_scripts.train"
     script = spec.resolved_entry_script()
-    source = _source_dir(spec)
-    rel = script.relative_to(source) if source and script.is_relative_to(source) else script
+    rel = package.entry_in(script, _source_dir(spec)) or script
     args = job.script_args
     if isinstance(args, dict):
         argv = []
@@ -92,36 +92,27 @@ def _entrypoint(spec: Spec) -> str:
 
 
 # Never shipped with a job's folder: virtualenvs, VCS data, caches, and the tool's own state (registry, Ray's
-# auth token and logs) when the folder happens to contain RLO_HOME.
-WORKING_DIR_EXCLUDES = (".git", ".venv", "venv", "__pycache__", "*.pyc", ".pytest_cache", "node_modules")
+# auth token and logs) when the folder happens to contain RLO_HOME. What ships is decided in `package`.
+WORKING_DIR_EXCLUDES = package.WORKING_DIR_EXCLUDES
 
 
 def _excludes(source: Path, keep: Path | None = None) -> list[str]:
     """gitignore-style patterns (relative to `source`) Ray leaves out of the uploaded working dir."""
-    return list(WORKING_DIR_EXCLUDES) + [
-        "/" + p.relative_to(source.resolve()).as_posix() for p in tool_state_in(source, keep)
-    ]
+    return package.excludes_for(source, keep)
 
 
 def tool_state_in(source: Path, keep: Path | None = None) -> list[Path]:
     """The tool's own state inside `source` (when a job's folder holds RLO_HOME), except what holds `keep`."""
-    from .settings import settings
-
-    source = source.resolve()
-    keep = keep.resolve() if keep else None
-    return [
-        p
-        for p in settings().state_paths()
-        if p.is_relative_to(source) and p != source and not (keep and keep.is_relative_to(p))
-    ]
+    return package.tool_state_in(source, keep)
 
 
 def _runtime_env(spec: Spec, env_vars: dict[str, str], backend: RayJobsBackend) -> dict:
     runtime_env: dict = {"env_vars": env_vars}
-    source = _source_dir(spec)
-    if source is not None:
-        runtime_env["working_dir"] = str(source)
-        runtime_env["excludes"] = _excludes(source, spec.resolved_entry_script())
+    # The same walk as the renderers': an escaping link or an oversized folder is refused before Ray packs it.
+    pkg = package.job_package(spec)
+    if pkg is not None:
+        runtime_env["working_dir"] = str(pkg.root)
+        runtime_env["excludes"] = list(pkg.excludes)
     if spec.job.pip:
         runtime_env["pip"] = list(spec.job.pip)
     if backend.name != EMBEDDED:
@@ -132,6 +123,25 @@ def _runtime_env(spec: Spec, env_vars: dict[str, str], backend: RayJobsBackend) 
 
         runtime_env["py_modules"] = [str(Path(m.__file__).parent) for m in (orchestrator, callbacks, entry_scripts)]
     return runtime_env
+
+
+def _roll_back(
+    registry: Registry, backend: RayJobsBackend, run_id: str, run_dir: Path | None, e: BaseException
+) -> None:
+    """Undo a submission that failed or was cancelled: no run folder is left, the row (if made) says why, and a
+    job that reached the engine anyway is stopped."""
+    interrupted = isinstance(e, KeyboardInterrupt)
+    why = "cancelled with Ctrl-C during submission" if interrupted else (str(e).splitlines() or [type(e).__name__])[0]
+    with shielded():
+        if run_dir is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        with contextlib.suppress(RloError):
+            registry.update(run_id, status="SUBMIT_FAILED", message=why, ended_at=time.time(), run_dir=None)
+        if interrupted:  # the engine may have the job already (the interrupt came while it answered)
+            with contextlib.suppress(Exception):
+                if backend.job_exists(run_id, timeout_s=5):
+                    backend.stop(run_id)
+                    registry.update(run_id, message=why + "; the job had reached the engine and was stopped")
 
 
 def submit(
@@ -145,6 +155,9 @@ def submit(
 ) -> Run:
     """Plan, check and submit `spec`; returns a Run at once (the job runs on without the caller)."""
     cfg = settings()
+    # The registry first: one that cannot be written is found before anything starts.
+    registry = Registry(cfg.registry_path)
+    registry.check_writable()
     plan: Plan = plan_spec(spec)
     notices = spec.job.normalized_stop()[1] + validate_job(spec)
     address = address or spec.cluster.address
@@ -159,21 +172,12 @@ def submit(
 
     run_id = new_run_id(spec)
     now = time.time()
-    if backend.name == EMBEDDED:
-        run_dir = cfg.runs_dir / run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
-        # The resolved spec and the exact command: any run can be repeated from its folder.
-        (run_dir / "spec.yaml").write_text(spec.to_yaml())
-        (run_dir / "plan.json").write_text(json.dumps(plan.to_dict(), indent=2))
-        (run_dir / "command.txt").write_text((command or shlex.join(sys.argv)) + "\n")
-        job_run_dir = str(run_dir)
-    else:
-        job_run_dir = f"{REMOTE_RUNS_DIR}/{run_id}"
+    run_dir = cfg.runs_dir / run_id if backend.name == EMBEDDED else None
+    job_run_dir = str(run_dir) if run_dir else f"{REMOTE_RUNS_DIR}/{run_id}"
     spec_json = json.dumps(spec.to_dict())
     env_vars = {**spec.job.env_vars, **contract_env(run_id, job_run_dir, plan.as_env(), spec_json, now)}
     entrypoint = _entrypoint(spec)
-
-    registry = Registry(cfg.registry_path)
+    runtime_env = _runtime_env(spec, env_vars, backend)
     record = RunRecord(
         id=run_id,
         name=spec.job.name or run_id,
@@ -186,21 +190,48 @@ def submit(
         plan=plan.to_dict(),
         command=command or shlex.join(sys.argv),
         run_dir=job_run_dir,
-        extra={"entrypoint": entrypoint, "notices": notices, "base_dir": str(spec.base_dir)},
+        extra={
+            "entrypoint": entrypoint,
+            "notices": notices,
+            "base_dir": str(spec.base_dir),
+            # Who is submitting: a row left SUBMITTING by a process that is gone is reconciled (Run.refresh).
+            "submitter": {"pid": os.getpid(), "host": socket.gethostname()},
+        },
     )
-    registry.create(record)
-    try:
-        job_id = backend.submit(
-            job_id=run_id,
-            entrypoint=entrypoint,
-            runtime_env=_runtime_env(spec, env_vars, backend),
-            metadata={"rlo_run_id": run_id, "rlo_name": record.name},
+    # From the registry row to the engine's answer, the submission is one step: a first Ctrl-C waits for it to
+    # finish, a second one (or SIGTERM) rolls it back. Either way no row is left that the engine never heard of.
+    with deferred_interrupt(
+        f"\n[rlo] finishing the submission of {run_id} (Ctrl-C again to cancel it instead)"
+    ) as interrupted:
+        made_dir = None
+        try:
+            if run_dir is not None:
+                run_dir.mkdir(parents=True, exist_ok=False)  # a new run's own folder: only it is removed on failure
+                made_dir = run_dir
+                # The resolved spec and the exact command: any run can be repeated from its folder.
+                (run_dir / "spec.yaml").write_text(spec.to_yaml())
+                (run_dir / "plan.json").write_text(json.dumps(plan.to_dict(), indent=2))
+                (run_dir / "command.txt").write_text((command or shlex.join(sys.argv)) + "\n")
+            registry.create(record)
+            job_id = backend.submit(
+                job_id=run_id,
+                entrypoint=entrypoint,
+                runtime_env=runtime_env,
+                metadata={"rlo_run_id": run_id, "rlo_name": record.name},
+            )
+            registry.update(run_id, status="PENDING", job_id=job_id)
+            registry.add_attempt(run_id, 1, job_id, when=now)
+        except BaseException as e:
+            _roll_back(registry, backend, run_id, made_dir, e)
+            raise
+    if interrupted():
+        print(
+            f"[rlo] the submission had begun, so it was finished: run {run_id} is on the engine; "
+            f"`rlo stop {run_id}` stops it",
+            file=sys.stderr,
         )
-    except (RloError, Exception) as e:
-        registry.update(run_id, status="SUBMIT_FAILED", message=str(e).splitlines()[0], ended_at=time.time())
-        raise
-    registry.update(run_id, status="PENDING", job_id=job_id)
-    registry.add_attempt(run_id, 1, job_id, when=now)
+        print(run_id)
+        raise KeyboardInterrupt
     if notices_out is not None:
         notices_out.extend(notices)
     return Run(registry.get(run_id), registry, backend, token)

@@ -381,7 +381,11 @@ def test_azureml_user_script_ships_as_code(tmp_path):
     r = build_azureml(user_script(), vm_sizes={"head": "Standard_D2_v2", "w": "Standard_D2_v2"})
     write_azureml(r, tmp_path)
     h = load_job(tmp_path / "job.yml").jobs["head"]
-    assert Path(h.code).resolve() == USER_JOB
+    # The code snapshot is a copy of exactly what ships (package.job_package), never the folder as it is.
+    assert Path(h.code).resolve() == (tmp_path / "code").resolve()
+    shipped = {p.relative_to(tmp_path / "code").as_posix() for p in (tmp_path / "code").rglob("*") if p.is_file()}
+    assert shipped == {p.name for p in USER_JOB.iterdir() if p.is_file() and p.suffix == ".py"}
+    assert (tmp_path / "code" / "contract_job.py").read_bytes() == (USER_JOB / "contract_job.py").read_bytes()
     argv = shlex.split(h.command)
     assert argv[argv.index("--") + 1 :] == [
         "python",

@@ -35,6 +35,7 @@ from typing import Any
 
 from ..contract import contract_env
 from ..errors import UserError
+from ..package import Package
 from ..placement import HEAD_POOL
 from ..planner import Plan, plan_spec
 from ..spec import Spec
@@ -94,6 +95,7 @@ class AzureMLRendering:
     computes: dict[str, Any]  # pool -> AmlCompute
     job: Any  # PipelineJob
     notes: list[str] = field(default_factory=list)
+    package: Package | None = None  # the job's files, copied by `stage_code` into the steps' code snapshot
 
 
 def _sizes(spec: Spec, plan: Plan, vm_sizes: dict[str, str] | None) -> dict[str, str]:
@@ -171,15 +173,19 @@ def build_azureml(
             tags={"rl-orchestrator": "1", "pool": pool},
         )
 
-    # The job's files: a user's entry script / source_dir travels as the steps' code snapshot.
-    from ..submit import _entrypoint, _source_dir
+    # The job's files: a user's entry script / source_dir travels as the steps' code snapshot. The SDK would
+    # upload the folder as it is (following every link, honouring only a root .amlignore/.gitignore), so the
+    # snapshot is a copy of exactly what `rlo submit` ships (`package.job_package`), made by `stage_code`.
+    from ..package import job_package
+    from ..submit import _entrypoint
 
-    source = _source_dir(spec)
     if spec.job.entry_script is not None and not spec.resolved_entry_script().is_file():
         raise UserError(
             f"entry script `{spec.job.entry_script}` does not exist (looked for {spec.resolved_entry_script()})",
             fix="give a path relative to the spec file, or an absolute path",
         )
+    pkg = job_package(spec)
+    source = pkg.root if pkg is not None else None
     entry = _entrypoint(spec)
     env = contract_env(run_id, "/placeholder", plan.as_env(), json.dumps(spec.to_dict()), 0.0)
     for k in ("RLO_RUN_DIR", "RLO_MODEL_DIR", "RLO_OUTPUT_DIR", "SM_MODEL_DIR", "SM_OUTPUT_DATA_DIR"):
@@ -233,7 +239,26 @@ def build_azureml(
         "the computes must reach each other: use the workspace's managed network or give --vnet/--subnet",
         f"the images ({head_img}, {worker_img}) must be pullable by the workspace (push them to its ACR)",
     ]
-    return AzureMLRendering(run_id=run_id, computes=computes, job=job, notes=notes)
+    return AzureMLRendering(run_id=run_id, computes=computes, job=job, notes=notes, package=pkg)
+
+
+def stage_code(rendering: AzureMLRendering, folder: str | Path) -> Path | None:
+    """Copy the job's files (exactly the package's list; links become the files they point to, all inside the
+    job's folder) into `folder` and point every step's code snapshot there. None when the job has no files."""
+    import shutil
+
+    pkg = rendering.package
+    if pkg is None:
+        return None
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in pkg.files:
+        dest = folder / f.rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f.path, dest)
+    for step in rendering.job.jobs.values():
+        step.code = str(folder)
+    return folder
 
 
 def write_azureml(rendering: AzureMLRendering, out_dir: str | Path) -> list[Path]:
@@ -241,6 +266,18 @@ def write_azureml(rendering: AzureMLRendering, out_dir: str | Path) -> list[Path
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    code = out / "code"
+    if rendering.package is not None:
+        if code.exists():
+            if not (out / "job.yml").is_file():  # not ours: a folder of the user's that happens to be there
+                raise UserError(
+                    f"{code} already exists and is not a previous rendering's code snapshot",
+                    fix="render into another folder (-o DIR), or remove it",
+                )
+            import shutil
+
+            shutil.rmtree(code)  # a previous rendering's snapshot: replaced, never merged
+        written.append(stage_code(rendering, code))
     for pool, compute in rendering.computes.items():
         p = out / f"compute-{pool}.yml"
         p.unlink(missing_ok=True)  # dump() refuses to overwrite
@@ -322,10 +359,15 @@ def submit_azureml(
     rendering = build_azureml(spec, **render_kwargs)
     coords = workspace_coordinates(subscription, resource_group, workspace)
     credential = azure_credential()
+    import tempfile
+
     from azure.ai.ml import MLClient
 
     client = MLClient(credential, coords["subscription"], coords["resource_group"], coords["workspace"])
     for compute in rendering.computes.values():
         client.compute.begin_create_or_update(compute).result()
-    job = client.jobs.create_or_update(rendering.job, experiment_name=rendering.job.experiment_name)
+    with tempfile.TemporaryDirectory(prefix="rlo-aml-code-") as tmp:
+        # The SDK uploads the code snapshot during create_or_update: exactly the job's files, then gone.
+        stage_code(rendering, Path(tmp) / (rendering.package.root.name if rendering.package else "code"))
+        job = client.jobs.create_or_update(rendering.job, experiment_name=rendering.job.experiment_name)
     return {"run_id": rendering.run_id, "name": job.name, "studio_url": getattr(job, "studio_url", "") or ""}

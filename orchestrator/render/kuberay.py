@@ -28,13 +28,14 @@ import re
 import secrets
 import shlex
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
 from ..contract import contract_env
 from ..errors import UserError
+from ..package import entry_in, job_package
 from ..placement import HEAD_POOL, NodeParams, node_params
 from ..planner import Plan, plan_spec
 from ..spec import Spec
@@ -205,7 +206,7 @@ class JobFiles:
 
 
 def _source_dir(spec: Spec) -> Path | None:
-    from ..submit import _source_dir as source_dir
+    from ..package import source_dir
 
     return source_dir(spec)
 
@@ -213,7 +214,7 @@ def _source_dir(spec: Spec) -> Path | None:
 def _packaged_module(spec: Spec) -> str | None:
     """`entry_scripts.x` when the entry script is one of this project's (installed in the images)."""
     script = spec.resolved_entry_script()
-    if script is not None and script.parent == _PACKAGE_SCRIPTS and not spec.job.source_dir:
+    if script is not None and script.parent.resolve() == _PACKAGE_SCRIPTS and not spec.job.source_dir:
         return f"entry_scripts.{script.stem}"
     return None
 
@@ -230,36 +231,29 @@ def job_files(spec: Spec) -> JobFiles | None:
             )
     if _packaged_module(spec):
         return None
-    source = _source_dir(spec)
-    if source is None:
+    # The same files `rlo submit` ships as Ray's working_dir (escaping links and oversized folders refused).
+    pkg = job_package(spec)
+    if pkg is None:
         return None
     import base64
 
-    from ..submit import tool_state_in
-
-    state = tool_state_in(source, spec.resolved_entry_script())
     files = JobFiles()
     total = 0
-    for i, path in enumerate(sorted(p for p in source.rglob("*") if p.is_file())):
-        rel = path.relative_to(source)
-        if any(part.startswith(".") or part in ("__pycache__", "venv", "node_modules") for part in rel.parts):
-            continue
-        if any(path.resolve().is_relative_to(s) for s in state):
-            continue  # the tool's own state (registry, Ray's auth token) when the folder holds RLO_HOME
-        raw = path.read_bytes()
-        total += len(raw)
+    for i, shipped in enumerate(pkg.files):
+        total += shipped.size
         if total > MAX_CONFIGMAP_BYTES:
             raise UserError(
-                f"the job's files in {source} are over {MAX_CONFIGMAP_BYTES // 1024} KiB, too much for a ConfigMap",
+                f"the job's files in {pkg.root} are over {MAX_CONFIGMAP_BYTES // 1024} KiB, too much for a ConfigMap",
                 fix="bake them into the image (FROM rl-orchestrator-head/worker, COPY them, install them) and point "
                 "`job.entry_script` at a script of the image, or keep only code in `job.source_dir`",
             )
-        key = f"f{i:03d}-" + re.sub(r"[^-._a-zA-Z0-9]", "_", path.name)
+        raw = shipped.path.read_bytes()
+        key = f"f{i:03d}-" + re.sub(r"[^-._a-zA-Z0-9]", "_", PurePosixPath(shipped.rel).name)
         try:
             files.data[key] = raw.decode("utf-8")
         except UnicodeDecodeError:
             files.binary[key] = base64.b64encode(raw).decode("ascii")
-        files.items.append({"key": key, "path": rel.as_posix()})
+        files.items.append({"key": key, "path": shipped.rel})
     return files
 
 
@@ -272,7 +266,7 @@ def entrypoint(spec: Spec) -> str:
         return local
     script = spec.resolved_entry_script()
     source = _source_dir(spec)
-    rel = script.relative_to(source) if source and script.is_relative_to(source) else script
+    rel = entry_in(script, source) or script
     prefix = f"python -u {shlex.quote(str(rel))}"
     args = local[len(prefix) :]
     module = _packaged_module(spec)
