@@ -3,10 +3,13 @@ API, so status, logs, stop and attach come from the engine itself."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,7 +32,15 @@ _STATUS = {
 }
 
 
+_LABEL = r"[A-Za-z0-9](?:[-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+
+
 def _normalize_address(address: str) -> str:
+    """A Ray dashboard address as the Job API takes it (`http(s)://HOST[:PORT]`), or a UserError saying why not."""
+    fix = "give the dashboard address of the cluster's head, e.g. `http://10.0.0.4:8265` or `127.0.0.1:8265`"
+    given = address
+    address = (address or "").strip()
     if address.startswith("ray://"):
         raise UserError(
             f"`{address}` is a Ray Client address; rl-orchestrator submits through the Job API",
@@ -37,7 +48,40 @@ def _normalize_address(address: str) -> str:
         )
     if "://" not in address:
         address = "http://" + address
+    try:
+        parts = urllib.parse.urlsplit(address)
+        port = parts.port
+    except ValueError as e:
+        raise UserError(f"the address {given!r} is not a valid address: {e}", fix=fix) from None
+    host = parts.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        valid_host = True
+    except ValueError:
+        valid_host = bool(_HOST.match(host))
+    if parts.scheme not in ("http", "https") or not valid_host or parts.query or parts.fragment or parts.username:
+        raise UserError(f"the address {given!r} is not a valid address (`http(s)://HOST[:PORT]`)", fix=fix)
+    if port == 0:
+        raise UserError(f"the address {given!r}: port 0 is not a port", fix=fix)
     return address.rstrip("/")
+
+
+def _gist(text: str) -> str:
+    """The line of an engine's error that says what went wrong: for a server-side traceback (the Job API returns
+    them in a 500's body), its last line, not "Traceback (most recent call last):"."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    if "Traceback (most recent call last)" not in text:
+        return lines[0]
+    head = lines[0].split("Traceback (most recent call last)")[0].strip()
+    raised = [ln for ln in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b:", ln)]
+    cause = raised[-1] if raised else lines[-1]
+    return f"{head} {cause}" if head else cause
+
+
+class JobNotFound(EngineError):
+    """The engine does not know the job."""
 
 
 def _token_for_remote(token: str | None) -> str | None:
@@ -112,14 +156,14 @@ class RayJobsBackend:
             )
         if "Connection" in text or "Failed to connect" in text or "refused" in text:
             return EngineError(f"cannot reach the Ray Job API at {self.address}: {text.splitlines()[0]}")
-        return EngineError(f"the Ray Job API at {self.address} failed: {kind}: {text.splitlines()[0] if text else ''}")
+        return EngineError(f"the Ray Job API at {self.address} failed: {kind}: {_gist(text)}")
 
     def _call(self, fn, *args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except RuntimeError as e:
             if "does not exist" in str(e):
-                raise EngineError(f"the Ray cluster at {self.address} has no such job: {e}") from None
+                raise JobNotFound(f"the Ray cluster at {self.address} has no such job: {e}") from None
             raise self._translate(e) from None
         except Exception as e:
             raise self._translate(e) from None
@@ -143,6 +187,19 @@ class RayJobsBackend:
                     time.sleep(1.0)
                     continue
                 raise self._translate(e) from None
+
+    def job_exists(self, job_id: str, timeout_s: float = 10.0) -> bool:
+        """Whether the engine knows `job_id` (a submission id); bounded in time, for roll-backs."""
+        req = urllib.request.Request(f"{self.address}/api/jobs/{urllib.parse.quote(job_id)}", headers=self.headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as r:
+                return r.status == 200
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return False
+            raise self._translate(RuntimeError(f"{e.code} {e.reason}")) from None
+        except (urllib.error.URLError, OSError) as e:
+            raise self._translate(RuntimeError(f"Failed to connect: {e}")) from None
 
     def status(self, job_id: str) -> tuple[str, str | None]:
         info = self._call(self.client().get_job_info, job_id)

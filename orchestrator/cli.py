@@ -7,6 +7,7 @@ detached with Ctrl-C (the job goes on).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -33,13 +34,38 @@ def run_main(fn: Callable[[], int]) -> int:
         kind = "error" if isinstance(e, UserError) else type(e).__name__
         print(f"rlo: {kind}: {e}", file=sys.stderr)
         return e.exit_code
-    except Exception as e:  # a bug of ours: say so, briefly
+    except BrokenPipeError:
+        _quiet_stdout()  # `rlo list | head`: the reader had enough; not an error
+        return 0
+    except OSError as e:
+        if e.filename is None:
+            return _internal_error(e, debug)
+        # A file or folder the user named (or one of the tool's own) cannot be used: say which and why.
         if debug:
-            raise
+            traceback.print_exc()
+        target = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
         print(
-            f"rlo: internal error: {type(e).__name__}: {e}\n  (set RLO_DEBUG=1 to see the traceback)", file=sys.stderr
+            f"rlo: error: cannot use {target}: {e.strerror or e}\n  fix: check the path and its permissions "
+            "(an output must be a file in a writable folder)",
+            file=sys.stderr,
         )
-        return 1
+        return 2
+    except Exception as e:  # a bug of ours: say so, briefly
+        return _internal_error(e, debug)
+
+
+def _internal_error(e: Exception, debug: bool) -> int:
+    if debug:
+        raise e
+    print(f"rlo: internal error: {type(e).__name__}: {e}\n  (set RLO_DEBUG=1 to see the traceback)", file=sys.stderr)
+    return 1
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe, point stdout at /dev/null so that Python's flush at exit raises nothing."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _fmt_time(ts: float | None) -> str:
@@ -69,6 +95,8 @@ def cmd_plan(args) -> int:
 
     spec = load_spec(args.spec)
     plan = plan_spec(spec)
+    # Only --check runs the user's code (it imports the env module); plain `rlo plan` reads the spec alone.
+    checked = validate_job(spec) if args.check else []
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
         return 0
@@ -89,8 +117,7 @@ def cmd_plan(args) -> int:
         print("stop when: " + " or ".join(f"{k} >= {v:g}" for k, v in stop.items()))
     if job.max_run_duration_seconds:
         print(f"the whole job is bounded to {job.max_run_duration_seconds} s (max_run_duration_seconds)")
-    if args.check:
-        notices += validate_job(spec)
+    notices += checked
     for n in notices:
         print(f"note: {n}")
     return 0
@@ -180,7 +207,7 @@ def cmd_status(args) -> int:
         print(f"  ended     {_fmt_time(rec.ended_at)} ({rec.ended_at - rec.created_at:.0f} s after submission)")
     if rec.stop_reason:
         print(f"  why       {rec.stop_reason}")
-    if rec.message and rec.status != "SUCCEEDED":
+    if rec.message and (rec.status != "SUCCEEDED" or rec.extra.get("unreadable_fields")):
         print(f"  message   {rec.message}")
     if rec.final_metrics:
         from . import metrics
@@ -200,7 +227,8 @@ def cmd_status(args) -> int:
             + (f", from iteration {a['from_iteration']}" if a.get("from_iteration") else "")
             + (f": {a['status']}" if a.get("status") else "")
         )
-    print(f"  folder    {rec.run_dir}")
+    if rec.run_dir:
+        print(f"  folder    {rec.run_dir}")
     return 0
 
 
@@ -364,7 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("plan", cmd_plan, "show the cluster plan for a spec: pools, vCPUs, GPUs, env runners, and why")
     sp.add_argument("spec", metavar="SPEC")
     sp.add_argument("--json", action="store_true")
-    sp.add_argument("--check", action="store_true", help="also check the env and hyperparameters")
+    sp.add_argument(
+        "--check",
+        action="store_true",
+        help="also check the env and hyperparameters: this imports the env module (its import-time code runs); "
+        "plain `rlo plan` runs no code of yours",
+    )
 
     sp = add("submit", cmd_submit, "submit a spec; prints the run id at once")
     sp.add_argument("spec", metavar="SPEC")
@@ -420,7 +453,15 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse prints its own message; a usage error is a user error
         return 2 if e.code not in (0, None) else 0
-    return run_main(lambda: args.fn(args))
+    except BrokenPipeError:  # `rlo --help | head`
+        _quiet_stdout()
+        return 0
+    code = run_main(lambda: args.fn(args))
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the last lines were still buffered when the reader went away
+        _quiet_stdout()
+    return code
 
 
 if __name__ == "__main__":

@@ -63,6 +63,9 @@ def cmd_evaluate(args) -> int:
             fix=f"use held-out seeds (from {EVAL_SEEDS.start}), or pass `--allow-training-seeds` on purpose",
         )
 
+    from .outputs import output_file
+
+    json_out = output_file(args.json, flag="--json", example="evaluation.json") if args.json else None
     policies: dict = {}
     train_env_config: dict = {}
     out_dir = Path.cwd()
@@ -96,18 +99,27 @@ def cmd_evaluate(args) -> int:
     torch.set_num_threads(1)  # small batched forward passes: threads only add overhead on 2 cores
     report = evaluate(policies, seeds=seeds, env_config=env_config)
     print(report.to_table())
-    path = Path(args.json) if args.json else out_dir / "evaluation.json"
+    path = json_out or out_dir / "evaluation.json"
     path.write_text(report.to_json())
     print(f"\n[rlo] report written to {path}")
     return 0
 
 
+# A year of minutes is ~0.5 M points: a second or two to simulate, still a readable figure.
+MAX_PROFILE_DAYS = 366
+
+
 def cmd_load_profile(args) -> int:
     from .autoscale.plot import plot_load_profile
+    from .outputs import output_file
 
-    if args.days <= 0:
-        raise UserError("`--days` must be positive", fix="e.g. `--days 3`")
-    path = plot_load_profile(args.out, days=args.days, seed=args.seed)
+    if not 0 < args.days <= MAX_PROFILE_DAYS:
+        raise UserError(
+            f"`--days {args.days}`: the load profile is drawn for 1 to {MAX_PROFILE_DAYS} days (one point a minute)",
+            fix="e.g. `--days 3` (the blog's figure)",
+        )
+    out = output_file(args.out, flag="--out", example="load-profile.png")
+    path = plot_load_profile(out, days=args.days, seed=args.seed)
     print(f"[rlo] load profile ({args.days} days, seed {args.seed}) written to {path}")
     return 0
 

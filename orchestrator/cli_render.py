@@ -22,9 +22,9 @@ def _common(sp, default_dir: str) -> None:
 
 
 def _out_dir(args, spec, target: str) -> Path:
-    if args.out:
-        return Path(args.out)
-    return Path("rendered") / f"{spec.job.name or spec.cluster.name}-{target}"
+    from .outputs import output_dir
+
+    return output_dir(args.out or Path("rendered") / f"{spec.job.name or spec.cluster.name}-{target}", flag="-o")
 
 
 def vm_sizes(values: list[str] | None) -> dict[str, str]:

@@ -164,7 +164,9 @@ def cmd_render_raycronjob(args) -> int:
         suspend=args.suspend,
     )
     cron = out.raycronjob
-    folder = Path(args.out) if args.out else Path("rendered") / f"{cron['metadata']['name']}-raycronjob"
+    from .outputs import output_dir
+
+    folder = output_dir(args.out or Path("rendered") / f"{cron['metadata']['name']}-raycronjob", flag="-o")
     path = write_yaml(out.documents, folder / "raycronjob.yaml")
     print(f"wrote {path}: " + ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in out.documents))
     print(f"schedule: `{cron['spec']['schedule']}` in {cron['spec']['timeZone']} (KubeRay creates a RayJob each time)")

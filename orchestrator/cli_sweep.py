@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 
 def cmd_sweep(args) -> int:
@@ -15,7 +14,14 @@ def cmd_sweep(args) -> int:
     run = attach(args.run)
     sw = sweep_summary(run)
     if args.action == "plot" or getattr(args, "plot", None):
-        out = Path(getattr(args, "plot", None) or getattr(args, "out", None) or f"{run.id}-trials.png")
+        from .outputs import output_file
+
+        flag = "--plot" if getattr(args, "plot", None) else "--out"
+        out = output_file(
+            getattr(args, "plot", None) or getattr(args, "out", None) or f"{run.id}-trials.png",
+            flag=flag,
+            example=f"{run.id}-trials.png",
+        )
         print(f"wrote {plot_trials(run, sw, out)}", file=sys.stderr if args.action == "results" else sys.stdout)
         if args.action == "plot":
             return 0

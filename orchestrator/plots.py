@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import metrics as m
+from .outputs import output_file
 
 TIME = "time_total_s"
 RETURN_MIN = "env_runners/episode_return_min"
@@ -131,7 +132,8 @@ def plot_runs(run_ids: list[str], out: str | os.PathLike | None = None, title: s
     from .run import attach
 
     runs = [attach(r) for r in run_ids]
-    return render([series_for(r) for r in runs], out or default_output([r.id for r in runs]), title)
+    target = output_file(out or default_output([r.id for r in runs]), flag="-o", example="curves.png")
+    return render([series_for(r) for r in runs], target, title)
 
 
 class LivePlot:
@@ -139,7 +141,7 @@ class LivePlot:
 
     def __init__(self, run, out: str | os.PathLike | None = None, interval_s: float = 5.0) -> None:
         self.run = run
-        self.out = Path(out) if out else default_output([run.id])
+        self.out = output_file(out, flag="--plot-to", example=f"{run.id}.png") if out else default_output([run.id])
         self.interval_s = interval_s
         self._count = -1
         self._stop = threading.Event()

@@ -7,7 +7,9 @@ open; rows are read leniently so an older tool can list runs a newer one wrote.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import RunNotFound, did_you_mean
+from .errors import RloError, RunNotFound, UserError, did_you_mean
 
 SCHEMA_VERSION = 3
 
@@ -145,14 +147,38 @@ class RunRecord:
     @classmethod
     def _from_row(cls, row: sqlite3.Row) -> RunRecord:
         d = dict(row)
+        unreadable: list[str] = []
 
         def js(key):
-            v = d.pop(key, None)
-            return json.loads(v) if v else None
+            value, bad = _lenient_json(d.pop(key, None))
+            if bad:
+                unreadable.append(key)
+            return value
 
         spec, plan, final, extra = js("spec_json"), js("plan_json"), js("final_metrics_json"), js("extra_json")
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(spec=spec or {}, plan=plan, final_metrics=final, extra=extra or {}, **known)
+        rec = cls(
+            spec=spec if isinstance(spec, dict) else {},
+            plan=plan if isinstance(plan, dict) else None,
+            final_metrics=final if isinstance(final, dict) else None,
+            extra=extra if isinstance(extra, dict) else {},
+            **known,
+        )
+        if unreadable:  # a damaged row is still listed, and says what is damaged
+            rec.extra["unreadable_fields"] = unreadable
+            rec.message = rec.message or f"registry row damaged: unreadable {', '.join(unreadable)}"
+        return rec
+
+
+def _lenient_json(text: Any) -> tuple[Any, bool]:
+    """A stored JSON column: (value, damaged). Stored rows are read leniently: one bad row must not stop
+    `rlo list` from showing the others."""
+    if not text:
+        return None, False
+    try:
+        return json.loads(text), False
+    except (ValueError, TypeError):
+        return None, True
 
 
 @dataclass
@@ -185,9 +211,9 @@ class EndpointRecord:
     @classmethod
     def _from_row(cls, row: sqlite3.Row) -> EndpointRecord:
         d = dict(row)
-        extra = json.loads(d.pop("extra_json") or "null") or {}
+        extra = _lenient_json(d.pop("extra_json"))[0]
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(extra=extra, **known)
+        return cls(extra=extra if isinstance(extra, dict) else {}, **known)
 
 
 @dataclass
@@ -211,8 +237,9 @@ class ScheduleRecord:
     @classmethod
     def _from_row(cls, row: sqlite3.Row) -> ScheduleRecord:
         d = dict(row)
-        spec = json.loads(d.pop("spec_json") or "null") or {}
-        extra = json.loads(d.pop("extra_json") or "null") or {}
+        spec = _lenient_json(d.pop("spec_json"))[0]
+        extra = _lenient_json(d.pop("extra_json"))[0]
+        spec, extra = (spec if isinstance(spec, dict) else {}), (extra if isinstance(extra, dict) else {})
         d["paused"] = bool(d.get("paused"))
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(spec=spec, extra=extra, **known)
@@ -240,24 +267,98 @@ class FiringRecord:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
+class RegistryError(UserError):
+    """The registry file cannot be used as it is (not a database, damaged, read-only, a folder...)."""
+
+
+_MOVE_ASIDE = "move it aside (`mv {p} {p}.bad`): a new, empty registry is made at the next command"
+_PICK_ANOTHER = "or point RLO_REGISTRY (or RLO_HOME) at another place"
+
+
 class Registry:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._check_place()
         self._migrate()
+
+    def _check_place(self) -> None:
+        """The registry's folder and file must be what they claim to be before SQLite touches them."""
+        p = self.path
+        for parent in (p.parent, *p.parent.parents):
+            if parent.exists() and not parent.is_dir():
+                raise RegistryError(
+                    f"the registry {p} cannot be made: {parent} is a file, not a folder",
+                    fix=f"RLO_HOME / RLO_REGISTRY must name a folder / a file in a folder; remove or rename {parent}, "
+                    + _PICK_ANOTHER,
+                )
+            if parent.is_dir():
+                break
+        if p.is_dir():
+            raise RegistryError(
+                f"the registry {p} is a folder, not a database file",
+                fix=f"point RLO_REGISTRY at a file (e.g. {p / 'registry.db'}), or remove the folder",
+            )
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RegistryError(
+                f"the registry's folder {p.parent} cannot be made: {e.strerror}", fix=_PICK_ANOTHER.removeprefix("or ")
+            ) from None
+
+    def check_writable(self) -> None:
+        """Refuse early (before anything is started or submitted) when the registry cannot be written."""
+        for target in (self.path, self.path.parent):
+            if target.exists() and not os.access(target, os.W_OK):
+                raise RegistryError(
+                    f"the registry {self.path} is read-only ({target} is not writable), so no run can be recorded",
+                    fix=f"make it writable (`chmod u+w {target}`), " + _PICK_ANOTHER,
+                )
+
+    def _translate(self, e: sqlite3.Error) -> RloError:
+        text = str(e)
+        p = self.path
+        if "readonly" in text or "read-only" in text:
+            return RegistryError(
+                f"the registry {p} is read-only ({text})",
+                fix=f"make it writable (`chmod u+w {p}` and its folder), " + _PICK_ANOTHER,
+            )
+        if "unable to open" in text:
+            return RegistryError(
+                f"the registry {p} cannot be opened ({text})",
+                fix=f"check that {p.parent} is a writable folder, " + _PICK_ANOTHER,
+            )
+        if "locked" in text or "busy" in text:
+            return RloError(f"the registry {p} is locked by another `rlo` process for over 30 s ({text})")
+        if isinstance(e, sqlite3.DatabaseError):  # not a database, malformed, truncated
+            return RegistryError(
+                f"the registry {p} is damaged or not a registry database ({text})",
+                fix=_MOVE_ASIDE.format(p=p) + "; the runs' folders and the jobs on Ray are not affected",
+            )
+        return RloError(f"the registry {p} failed: {type(e).__name__}: {text}")
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA foreign_keys=ON")
         try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as e:
+            raise self._translate(e) from None
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("BEGIN IMMEDIATE")
             yield conn
             conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
+                raise  # our own mistake, not the file's
+            raise self._translate(e) from None
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
             raise
         finally:
             conn.close()
@@ -265,6 +366,13 @@ class Registry:
     def _migrate(self) -> None:
         with self._conn() as c:
             version = c.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                return  # written by a newer version: read leniently, never migrate backwards
+            if version == 0 and c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                raise RegistryError(
+                    f"{self.path} is an SQLite database but not a registry of rl-orchestrator",
+                    fix=_MOVE_ASIDE.format(p=self.path) + ", " + _PICK_ANOTHER,
+                )
             for v in range(version + 1, SCHEMA_VERSION + 1):
                 for stmt in filter(str.strip, _MIGRATIONS[v].split(";")):
                     c.execute(stmt)
@@ -336,11 +444,16 @@ class Registry:
                 raise RunNotFound(f"no run `{run_id}` in the registry ({self.path})")
 
     def get(self, run_id: str) -> RunRecord:
+        if not isinstance(run_id, str) or not run_id.strip():
+            raise RunNotFound("no run id given (it is empty)", fix="give a run id or a unique prefix (`rlo list`)")
         with self._conn() as c:
             row = c.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
             if row is None:
-                # Accept a unique prefix, as git does for commits.
-                rows = c.execute("SELECT * FROM runs WHERE id LIKE ? ORDER BY created_at DESC", (run_id + "%",))
+                # Accept a unique prefix, as git does for commits: a literal prefix (no LIKE: `%` and `_` in an id
+                # are characters, never wildcards).
+                rows = c.execute(
+                    "SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY created_at DESC", (len(run_id), run_id)
+                )
                 rows = rows.fetchall()
                 if len(rows) == 1:
                     row = rows[0]
@@ -390,7 +503,7 @@ class Registry:
                 r["path"],
                 r["iteration"],
                 r["created_at"],
-                json.loads(r["metrics_json"]) if r["metrics_json"] else None,
+                _lenient_json(r["metrics_json"])[0],
             )
             for r in rows
         ]

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 import time
 from pathlib import Path
 from typing import TextIO
+
+import psutil
 
 from . import events
 from .backends import RayJobsBackend
@@ -67,6 +70,8 @@ class Run:
     def refresh(self) -> RunRecord:
         """Bring the registry up to date with the engine (and finalize a run that has ended)."""
         rec = self.registry.get(self.id)
+        if rec.status == "SUBMITTING" and not rec.job_id:
+            rec = self._reconcile_submitting(rec)
         if rec.status not in TERMINAL and rec.job_id:
             status, message = self.backend.status(rec.job_id)
             if status != rec.status:
@@ -80,6 +85,38 @@ class Run:
             rec = self.registry.get(self.id)
         self._record = rec
         return rec
+
+    def _reconcile_submitting(self, rec: RunRecord) -> RunRecord:
+        """A row left SUBMITTING: while its submitting process lives, it is a submission in progress; once that
+        process is gone, the row takes what the engine says (the job id is the run id): the job if the engine
+        has it, else SUBMIT_FAILED with the reason, so that nothing stays stuck."""
+        if _submitter_alive(rec):
+            return rec
+        pid = (rec.extra.get("submitter") or {}).get("pid")
+        who = f"the submitting process (pid {pid})" if pid else "the submitting process"
+        why = f"interrupted: {who} ended before the engine had the job; nothing ran"
+        try:
+            known = self.backend.job_exists(rec.id)
+        except EngineError:
+            if rec.backend != "ray-local":
+                raise  # a remote cluster that cannot be asked now: the row is reconciled once it answers
+            known = False  # the embedded Ray is not running, so it has no job: a definite answer
+            why = f"interrupted: {who} ended before the engine had the job (the embedded Ray is not running)"
+        if known:  # it reached the engine: adopt it
+            self.registry.update(self.id, status="PENDING", job_id=rec.id)
+            if not self.registry.attempts(self.id):
+                self.registry.add_attempt(self.id, 1, rec.id, when=rec.created_at)
+        else:
+            self.registry.update(self.id, status="SUBMIT_FAILED", message=why, ended_at=time.time())
+        return self.registry.get(self.id)
+
+    def _never_submitted(self) -> UserError:
+        rec = self._record
+        return UserError(
+            f"run {self.id} never reached the engine ({rec.status}: {rec.message or 'no reason recorded'}), so it "
+            "has no log",
+            fix="submit its spec again (`rlo submit SPEC`)",
+        )
 
     def _finalize(self, status: str, message: str | None) -> None:
         """Record the outcome from the job's own structured lines: summary, checkpoints, final metrics."""
@@ -141,6 +178,8 @@ class Run:
     # --- outputs -------------------------------------------------------------------------------------------------
 
     def logs(self) -> str:
+        if not self.refresh().job_id:
+            raise self._never_submitted()
         return self.backend.logs(self._record.job_id)
 
     def follow_logs(self, out: TextIO = sys.stdout) -> str:
@@ -159,6 +198,8 @@ class Run:
                 except ValueError:
                     continue  # a line being written
             return rows
+        if not self.refresh().job_id:
+            return []
         return [p for k, p in events.parse_log(self.logs()) if k == "metrics"]
 
     def checkpoints(self) -> list[CheckpointRecord]:
@@ -220,6 +261,12 @@ class Run:
         if rec.status == "SUCCEEDED":
             raise UserError(f"run {self.id} succeeded; there is nothing to resume",
                             fix="submit the spec again for a new run")
+        if rec.status == "SUBMIT_FAILED" or not rec.job_id:
+            raise UserError(
+                f"run {self.id} never started ({rec.status}: {rec.message or 'no reason recorded'}); there is "
+                "nothing to continue",
+                fix="submit its spec again (`rlo submit SPEC`)",
+            )
         if rec.status not in TERMINAL:
             raise UserError(f"run {self.id} is still {rec.status}",
                             fix=f"attach to it (`rlo attach {self.id}`), or stop it first (`rlo stop {self.id}`)")
@@ -335,7 +382,9 @@ class Run:
                 out.write(state["progress"])
             out.flush()
 
-        if rec.status in TERMINAL:
+        if rec.status in TERMINAL and not rec.job_id:
+            pass  # never reached the engine: nothing to stream, the final line says why
+        elif rec.status in TERMINAL:
             for line in self.logs().splitlines():
                 show(line)
         else:
@@ -369,6 +418,23 @@ class Run:
             return  # a sweep's checkpoints are the best trial's, known only at its end (`_finalize`)
         if kind == "checkpoint" and payload.get("path"):
             self.registry.add_checkpoint(self.id, payload["path"], payload.get("iteration"), payload.get("metrics"))
+
+
+# How long a submission may take at most (the Job API's agent wait, a working dir upload) before a row still
+# SUBMITTING is reconciled even though a process of the same pid is alive (the pid may have been reused).
+SUBMIT_GRACE_S = 600
+
+
+def _submitter_alive(rec: RunRecord) -> bool:
+    sub = rec.extra.get("submitter") or {}
+    pid = sub.get("pid")
+    if not pid or sub.get("host") != socket.gethostname() or time.time() - rec.created_at > SUBMIT_GRACE_S:
+        return False
+    try:
+        proc = psutil.Process(int(pid))
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() <= rec.created_at
+    except (psutil.Error, ValueError):
+        return False
 
 
 def _last_error(log: str) -> str | None:
