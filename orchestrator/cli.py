@@ -129,7 +129,17 @@ def cmd_submit(args) -> int:
 
     spec = load_spec(args.spec)
     if args.name:
-        spec.job.name = args.name
+        from pydantic import ValidationError
+
+        from .errors import SpecError
+        from .spec import JobSpec, problems_from
+
+        try:
+            spec.job.name = args.name
+        except ValidationError as e:
+            problems = [("--name", what, "letters, digits, `-`, `_` and `.`, starting with a letter or digit")
+                        for _, what, _ in problems_from(e, JobSpec)]
+            raise SpecError(args.spec, problems) from None
     if getattr(args, "backend", "ray") == "azureml":
         from .cli_render import submit_azureml
 

@@ -26,7 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import EngineError
@@ -34,6 +34,43 @@ from .settings import Settings, settings
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 90
+
+# What keeps the embedded Ray off the network. Ray 2.60 binds each of its servers on loopback only when the node's IP
+# *is* loopback (Ray's `is_localhost(node_ip)`): GCS, raylet (node and object manager), every worker's gRPC port,
+# the dashboard agent (gRPC, HTTP, metrics export), the runtime env agent, the Ray Client server, the dashboard's and
+# the autoscaler's metrics ports; otherwise it binds them on all interfaces. But `ray start` and `ray.init` turn a
+# loopback address into the machine's routable IP (`services.resolve_ip_for_localhost`) unless Ray "clusters" are
+# off in that process: this switch (meant for macOS and Windows, where off is the default) keeps the node's IP, and
+# so every bind, at 127.0.0.1 on Linux too. A single-machine Ray loses nothing by it: no other node is meant to join
+# (the multi-node mode, orchestrator/cluster.py, binds the address it is given and does not set it).
+_CLUSTERS_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+LOOPBACK_ENV = {_CLUSTERS_VAR: "0"}
+
+# The embedded Ray's listening sockets that are not on loopback, by listening process name, each with why it cannot
+# be bound there and what protects it. Empty: with LOOPBACK_ENV every socket Ray 2.60 opens is on 127.0.0.1
+# (tests/test_network_exposure.py lists them all and fails on any non-loopback one not named here).
+NON_LOOPBACK_PORTS_DOCUMENTED: dict[str, str] = {}
+
+
+@contextlib.contextmanager
+def loopback_driver():
+    """Around `ray.init(address=<the embedded Ray's GCS>)` in a process that did not inherit LOOPBACK_ENV.
+
+    Otherwise Ray would dial the GCS at the machine's routable IP, where nothing of the embedded Ray listens. Ray reads
+    the switch when first imported, so its module constant is set too; both are restored after."""
+    from ray._private import ray_constants
+
+    saved_env, saved_const = os.environ.get(_CLUSTERS_VAR), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ.update(LOOPBACK_ENV)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_const
+        if saved_env is None:
+            os.environ.pop(_CLUSTERS_VAR, None)
+        else:
+            os.environ[_CLUSTERS_VAR] = saved_env
 
 
 @dataclass
@@ -47,6 +84,8 @@ class LocalRay:
     num_gpus: int
     started_at: float
     log_path: str
+    # The ports it was started with, by `ray start` flag (without the `--`).
+    ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def token(self) -> str:
@@ -84,7 +123,8 @@ def _http_ok(url: str, headers: dict[str, str], timeout: float = 3.0) -> bool:
 
 
 def _free_port() -> int:
-    # Checked on all interfaces: Ray binds some of its ports on the node's address, not on loopback.
+    # Free on all interfaces (so on loopback too): the same helper picks the multi-node mode's ports, bound on the
+    # node's address.
     with socket.socket() as s:
         s.bind(("", 0))
         return s.getsockname()[1]
@@ -145,7 +185,22 @@ class LocalRayManager:
         # Unix socket paths are limited to ~107 bytes, so the temp dir must be short; one per RLO_HOME.
         tag = hashlib.sha1(str(self.cfg.home).encode()).hexdigest()[:8]
         temp_dir = f"/tmp/rlo-{tag}"
-        gcs_port, dash_port = _free_port(), _free_port()
+        # Every fixed default port gets a free one instead, so this Ray can run beside another Ray.
+        ports = {
+            flag: _free_port()
+            for flag in (
+                "port",  # GCS
+                "dashboard-port",
+                "ray-client-server-port",
+                "dashboard-agent-listen-port",
+                "dashboard-agent-grpc-port",
+                "metrics-export-port",
+                "runtime-env-agent-port",
+                "node-manager-port",
+                "object-manager-port",
+            )
+        }
+        gcs_port, dash_port = ports["port"], ports["dashboard-port"]
         log_path = self.dir / "ray-head.log"
         cmd = [
             _ray_executable(),
@@ -153,18 +208,9 @@ class LocalRayManager:
             "--head",
             "--block",
             f"--node-ip-address={HOST}",
-            f"--port={gcs_port}",
             "--include-dashboard=true",
             f"--dashboard-host={HOST}",
-            f"--dashboard-port={dash_port}",
-            # Every fixed default port gets a free one instead, so this Ray can run beside another Ray.
-            f"--ray-client-server-port={_free_port()}",
-            f"--dashboard-agent-listen-port={_free_port()}",
-            f"--dashboard-agent-grpc-port={_free_port()}",
-            f"--metrics-export-port={_free_port()}",
-            f"--runtime-env-agent-port={_free_port()}",
-            f"--node-manager-port={_free_port()}",
-            f"--object-manager-port={_free_port()}",
+            *(f"--{flag}={port}" for flag, port in ports.items()),
             f"--num-cpus={num_cpus}",
             "--num-gpus=0",
             f"--temp-dir={temp_dir}",
@@ -176,6 +222,7 @@ class LocalRayManager:
             RAY_AUTH_TOKEN_PATH=str(token_path),
             RAY_USAGE_STATS_ENABLED="0",
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            **LOOPBACK_ENV,
         )
         env.pop("RAY_AUTH_TOKEN", None)  # the file is the one source of truth
         env.pop("RAY_ADDRESS", None)
@@ -201,6 +248,7 @@ class LocalRayManager:
             num_gpus=0,
             started_at=time.time(),
             log_path=str(log_path),
+            ports=ports,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         jobs_url = state.dashboard_url + "/api/jobs/"

@@ -323,3 +323,10 @@ def test_a_submission_in_progress_is_left_alone(home):
     add_run(home, rid, status="SUBMITTING", extra={"submitter": {"pid": os.getpid(), "host": os.uname().nodename}})
     res = rlo("status", rid, home=home)
     assert res.returncode == 0 and f"{rid}: SUBMITTING" in res.stdout, res.stderr
+
+
+def test_submit_name_that_is_a_path_is_refused(home):
+    res = rlo("submit", CARTPOLE, "--name", "../../x", home=home)
+    assert_user_error(res, "`--name`", "../../x", "letters, digits")
+    assert_no_ray_started(home)
+    assert not (home / "runs").exists()
