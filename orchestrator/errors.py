@@ -28,20 +28,37 @@ class UserError(RloError):
 
 
 class SpecError(UserError):
-    """A spec that does not validate. Carries where (file, field path) and every problem found."""
+    """A spec that does not validate. Carries where (file, field path) and every problem found.
+
+    The message lists the first `MAX_LISTED` problems and says how many more there are, and cuts every path,
+    description and fix to `MAX_TEXT` characters: a huge bad spec must not print a huge message."""
+
+    MAX_LISTED = 20
+    MAX_TEXT = 500
 
     def __init__(self, source: str, problems: list[tuple[str, str, str | None]]) -> None:
         # problems: (field path, what is wrong, fix)
         self.source = source
         self.problems = problems
-        lines = [f"{source}: the spec is not valid ({len(problems)} problem{'s' if len(problems) != 1 else ''})"]
-        for path, what, fix in problems:
-            lines.append(f"  at `{path}`: {what}" if path else f"  {what}")
+        n = len(problems)
+        lines = [f"{shorten(source, self.MAX_TEXT)}: the spec is not valid ({n} problem{'s' if n != 1 else ''})"]
+        for path, what, fix in problems[: self.MAX_LISTED]:
+            what = shorten(what, self.MAX_TEXT)
+            lines.append(f"  at `{shorten(path, self.MAX_TEXT)}`: {what}" if path else f"  {what}")
             if fix:
-                lines.append(f"    fix: {fix}")
+                lines.append(f"    fix: {shorten(fix, self.MAX_TEXT)}")
+        if n > self.MAX_LISTED:
+            more = n - self.MAX_LISTED
+            lines.append(f"  ... and {more} more problem{'s' if more != 1 else ''} (fix these first)")
         self.message = "\n".join(lines)
         self.fix = None
         Exception.__init__(self, self.message)
+
+
+def shorten(text: object, limit: int = 60) -> str:
+    """`text` cut to about `limit` characters, for echoing what a user gave inside a message."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 class PlanError(UserError):

@@ -6,6 +6,8 @@ spec.to_yaml()                                             # round trip
 
 from __future__ import annotations
 
+import codecs
+import math
 import os
 import re
 from pathlib import Path
@@ -22,9 +24,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from . import catalog, metrics
-from .errors import SpecError, did_you_mean
+from .errors import SpecError, did_you_mean, shorten
 
 ALGORITHMS = ("PPO", "IMPALA", "APPO")
 
@@ -32,12 +35,69 @@ ALGORITHMS = ("PPO", "IMPALA", "APPO")
 class Model(BaseModel):
     """Base of every spec model: unknown keys are errors, values are checked on assignment too."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+    # NaN and infinity are never a meaningful size, count, bound or stop value.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        # Before pydantic copies it: a structure with shared parts (YAML aliases, or the same list put in many
+        # places from Python) can expand to billions of values, and deep nesting overflows the stack.
+        problem = _size_problem(data)
+        if problem:
+            raise _invalid(*problem)
+        return data
 
 
 # --- small types ------------------------------------------------------------------------------------------
 
-_MEM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|)\s*$", re.IGNORECASE)
+# Upper bounds on sizes: generous (no machine or cluster comes near them) but finite, so that a typo such as
+# 10^30 nodes is refused here, with the bound, instead of overflowing the planner or building huge manifests.
+MAX_VCPUS = 4096  # per node
+MAX_GPUS = 64  # per node
+MAX_MEMORY_GIB = 65536  # per node: 64 TiB
+MAX_NODES = 10_000  # per pool, and in the whole cluster
+MAX_POOLS = 100
+MAX_ENV_RUNNERS = 100_000
+MAX_ENVS_PER_ENV_RUNNER = 100_000
+MAX_DURATION_S = 366 * 24 * 3600  # a year
+MAX_ITERATIONS = 100_000_000
+MAX_TRIALS = 100_000
+MAX_SEED = 2**32 - 1  # NumPy's seed range (RLlib seeds NumPy with it)
+
+
+def _invalid(what: str, fix: str | None = None) -> PydanticCustomError:
+    """A validation error that carries its fix (read back by `problems_from`)."""
+    return PydanticCustomError("rlo_invalid", "{what}", {"what": what, "fix": fix})
+
+
+def _is_bool(value: Any) -> bool:
+    # numpy's bool (`numpy.bool_`, named `bool` since NumPy 2) is not a subclass of bool
+    return isinstance(value, bool) or (type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"))
+
+
+def _whole_number(value: Any) -> Any:
+    """Counts are whole numbers: pydantic's lax mode would read `true` as 1 and `2.0` as 2 (and `2.5` fails
+    with a message about fractions)."""
+    if _is_bool(value):
+        raise _invalid(f"must be a whole number, not `{str(value).lower()}`", "write a number such as `2`")
+    if isinstance(value, float):
+        example = f"`{int(value)}`, not `{value}`" if value.is_integer() else "such as `2`"
+        raise _invalid(f"must be a whole number (got `{value}`)", f"write a whole number {example}")
+    return value
+
+
+def _number(value: Any) -> Any:
+    if _is_bool(value):
+        raise _invalid(f"must be a number, not `{str(value).lower()}`", "write a number such as `1.5`")
+    return value
+
+
+_WHOLE = BeforeValidator(_whole_number)
+Int = Annotated[int, _WHOLE]
+Float = Annotated[float, BeforeValidator(_number)]
+
+_MEM = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e[-+]?\d+)?)\s*([KMGT]i?B?|)\s*$", re.IGNORECASE)
 _UNIT_GIB = {"": 1, "k": 2**-20, "m": 2**-10, "g": 1, "t": 2**10}
 
 
@@ -53,8 +113,13 @@ def _parse_memory(value: Any) -> float:
         if not m:
             raise ValueError(f"`{value}` is not a memory size; write e.g. `16GB`, `512MB` or a number of GiB")
         gib = float(m.group(1)) * _UNIT_GIB[m.group(2)[:1].lower()]
-    if gib <= 0:
-        raise ValueError("memory must be positive")
+    if not math.isfinite(gib) or gib <= 0:
+        raise ValueError("memory must be a positive, finite size")
+    if gib > MAX_MEMORY_GIB:
+        raise _invalid(
+            f"memory of {gib:g} GiB is more than any machine has",
+            f"give the memory of one node, e.g. `56GB` (the limit, a generous one, is {MAX_MEMORY_GIB} GiB = 64 TiB)",
+        )
     return gib
 
 
@@ -84,8 +149,12 @@ class _Node(Model):
     instance_type: str | None = Field(
         None, description="A catalog name (STANDARD_NC6, ml.c5.xlarge, ...) or `local` for this machine."
     )
-    vcpus: int | None = Field(None, ge=1, description="vCPUs per node; overrides the catalog.")
-    gpus: int | None = Field(None, ge=0, description="GPUs per node; overrides the catalog.")
+    vcpus: Annotated[int | None, _WHOLE] = Field(
+        None, ge=1, le=MAX_VCPUS, description="vCPUs per node; overrides the catalog."
+    )
+    gpus: Annotated[int | None, _WHOLE] = Field(
+        None, ge=0, le=MAX_GPUS, description="GPUs per node; overrides the catalog."
+    )
     memory: Memory | None = Field(None, description="Memory per node, e.g. `56GB`; overrides the catalog.")
 
     _check_type = field_validator("instance_type")(classmethod(lambda cls, v: _check_instance_type(v)))
@@ -116,8 +185,8 @@ class _Node(Model):
 class HeadConfiguration(_Node):
     """The head node: runs the Ray head, the driver and the learner (on its GPU when it has one)."""
 
-    reserved_cpus: int = Field(
-        1, ge=0, description="CPUs kept for the head role (driver, learner) and not given to env runners."
+    reserved_cpus: Int = Field(
+        1, ge=0, le=MAX_VCPUS, description="CPUs kept for the head role (driver, learner) and not given to env runners."
     )
 
 
@@ -125,7 +194,7 @@ class WorkerConfiguration(_Node):
     """A pool of identical worker nodes that run simulations (env runners)."""
 
     name: str = Field("workers", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)
-    node_count: int = Field(1, ge=1, description="Number of nodes in the pool.")
+    node_count: Int = Field(1, ge=1, le=MAX_NODES, description="Number of nodes in the pool.")
 
 
 class ClusterSpec(Model):
@@ -136,7 +205,7 @@ class ClusterSpec(Model):
 
     name: str = "local"
     head: HeadConfiguration = Field(default_factory=lambda: HeadConfiguration(instance_type="local"))
-    workers: list[WorkerConfiguration] = Field(default_factory=list)
+    workers: list[WorkerConfiguration] = Field(default_factory=list, max_length=MAX_POOLS)
     address: str | None = None
 
     @model_validator(mode="after")
@@ -145,6 +214,12 @@ class ClusterSpec(Model):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"worker pool names must be unique; repeated: {', '.join(sorted(dup))}")
+        nodes = sum(w.node_count for w in self.workers)
+        if nodes > MAX_NODES:
+            raise _invalid(
+                f"the worker pools have {nodes:,} nodes in all",
+                f"use at most {MAX_NODES:,} nodes in all (a generous bound: larger is surely a typo)",
+            )
         return self
 
 
@@ -152,9 +227,13 @@ class ClusterSpec(Model):
 
 
 class CheckpointConfig(Model):
-    frequency: int = Field(10, ge=0, description="Checkpoint every N iterations (0: only at the end).")
+    frequency: Int = Field(
+        10, ge=0, le=MAX_ITERATIONS, description="Checkpoint every N iterations (0: only at the end)."
+    )
     at_end: bool = True
-    keep: int | None = Field(3, ge=1, description="How many checkpoints to keep (None: all).")
+    keep: Annotated[int | None, _WHOLE] = Field(
+        3, ge=1, le=MAX_ITERATIONS, description="How many checkpoints to keep (None: all)."
+    )
 
 
 class FaultToleranceConfig(Model):
@@ -166,8 +245,11 @@ class FaultToleranceConfig(Model):
         description="`continue`: train on with the env runners left; `wait`: pause after the iteration until all "
         "env runners are back (a replacement node joined the pool), then go on.",
     )
-    wait_timeout_s: int = Field(
-        600, ge=1, description="With `wait`: fail the job (resumable) when no replacement came in this time."
+    wait_timeout_s: Int = Field(
+        600,
+        ge=1,
+        le=MAX_DURATION_S,
+        description="With `wait`: fail the job (resumable) when no replacement came in this time.",
     )
 
 
@@ -198,14 +280,18 @@ class JobSpec(Model):
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict, description="RLlib AlgorithmConfig keys (lr, train_batch_size_per_learner, ...)."
     )
-    stop: dict[str, float] = Field(default_factory=dict, description="Stop when any criterion is reached.")
-    max_run_duration_seconds: int | None = Field(None, ge=1, description="Hard bound on the whole job.")
+    stop: dict[str, Float] = Field(default_factory=dict, description="Stop when any criterion is reached.")
+    max_run_duration_seconds: Annotated[int | None, _WHOLE] = Field(
+        None, ge=1, le=MAX_DURATION_S, description="Hard bound on the whole job."
+    )
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     fault_tolerance: FaultToleranceConfig = Field(default_factory=FaultToleranceConfig)
-    num_env_runners: int | Literal["auto"] = Field("auto", description="`auto`: computed by the planner.")
-    num_envs_per_env_runner: int = Field(1, ge=1)
+    num_env_runners: Annotated[int | Literal["auto"], _WHOLE] = Field(
+        "auto", description="`auto`: computed by the planner."
+    )
+    num_envs_per_env_runner: Int = Field(1, ge=1, le=MAX_ENVS_PER_ENV_RUNNER)
     use_gpu: bool | Literal["auto"] = Field("auto", description="Learner on GPU; `auto`: when the head has one.")
-    seed: int | None = None
+    seed: Annotated[int | None, _WHOLE] = Field(None, ge=0, le=MAX_SEED)
     pip: list[str] = Field(default_factory=list, description="Extra pip packages for the job's runtime env.")
     env_vars: dict[str, str] = Field(default_factory=dict, description="Environment variables for the job.")
 
@@ -214,6 +300,27 @@ class JobSpec(Model):
     def _non_negative(cls, v):
         if isinstance(v, int) and v < 0:
             raise ValueError("must be `auto` or a number >= 0")
+        if isinstance(v, int) and v > MAX_ENV_RUNNERS:
+            raise _invalid(
+                f"{v:,} env runners is more than any cluster runs",
+                f"use `auto` or at most {MAX_ENV_RUNNERS:,} (a generous bound: larger is surely a typo)",
+            )
+        return v
+
+    @field_validator("env_config")
+    @classmethod
+    def _known_env_settings(cls, v: dict[str, Any], info) -> dict[str, Any]:
+        # Only for envs whose settings are known (ours, Atari, Gymnasium's own); runs no user code.
+        env = info.data.get("env")
+        if v and env:
+            from .training import env_config_problems
+
+            problems = env_config_problems(env, v)
+            if problems:
+                raise _invalid(
+                    "; ".join(f"`{shorten(k)}`: {what}" for k, what, _ in problems),
+                    "; ".join(dict.fromkeys(fix for _, _, fix in problems if fix)) or None,
+                )
         return v
 
     @field_validator("stop")
@@ -270,11 +377,17 @@ class SchedulerSpec(Model):
 
     type: Literal["asha", "pbt", "fifo"] = "asha"
     time_attr: str = Field("training_iteration", description="What `grace_period`/`max_t`/intervals count.")
-    grace_period: int = Field(1, ge=1, description="ASHA: iterations every trial runs before it can be stopped.")
-    reduction_factor: float = Field(3, gt=1, description="ASHA: keep 1/reduction_factor of trials at each rung.")
-    max_t: int = Field(100, ge=1, description="ASHA: the most iterations a trial runs.")
-    perturbation_interval: int = Field(4, ge=1, description="PBT: iterations between exploit/explore steps.")
-    quantile_fraction: float = Field(0.25, gt=0, le=0.5, description="PBT: the top/bottom fraction of trials.")
+    grace_period: Int = Field(
+        1, ge=1, le=MAX_ITERATIONS, description="ASHA: iterations every trial runs before it can be stopped."
+    )
+    reduction_factor: Float = Field(
+        3, gt=1, le=1000, description="ASHA: keep 1/reduction_factor of trials at each rung."
+    )
+    max_t: Int = Field(100, ge=1, le=MAX_ITERATIONS, description="ASHA: the most iterations a trial runs.")
+    perturbation_interval: Int = Field(
+        4, ge=1, le=MAX_ITERATIONS, description="PBT: iterations between exploit/explore steps."
+    )
+    quantile_fraction: Float = Field(0.25, gt=0, le=0.5, description="PBT: the top/bottom fraction of trials.")
 
     @field_validator("time_attr")
     @classmethod
@@ -291,14 +404,16 @@ class SweepSpec(Model):
     parameters: dict[str, dict[str, list[Any]]] = Field(
         description="`hyperparameters.lr: {loguniform: [1e-5, 1e-3]}`; kinds: " + ", ".join(DISTRIBUTIONS)
     )
-    num_samples: int = Field(1, ge=1, description="Samples of the space (each grid point is run this many times).")
+    num_samples: Int = Field(
+        1, ge=1, le=MAX_TRIALS, description="Samples of the space (each grid point is run this many times)."
+    )
     search: Literal["random", "grid"] = Field(
         "random", description="random (and grid over `grid:` values): Tune's basic variant generator."
     )
     scheduler: SchedulerSpec | None = None
     metric: str = Field("env_runners/episode_return_mean", description="What `mode` optimizes (the best trial).")
     mode: Literal["max", "min"] = "max"
-    max_concurrent_trials: int | Literal["auto"] = Field(
+    max_concurrent_trials: Annotated[int | Literal["auto"], _WHOLE] = Field(
         "auto", description="Trials at once; `auto`: as many as the cluster plan fits (see `rlo plan`)."
     )
 
@@ -326,9 +441,16 @@ class SweepSpec(Model):
                 )
             if not isinstance(values, list) or not values:
                 raise ValueError(f"{where}: `{kind}` needs a non-empty list of values")
+            if any(isinstance(x, float) and math.isnan(x) for x in values):
+                raise _invalid(f"{where}: NaN is not a value to try", "give numbers (or text, true/false) only")
             if kind in ("uniform", "loguniform", "randint"):
-                if len(values) != 2 or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in values):
+                if len(values) != 2 or not all(isinstance(x, int | float) and not _is_bool(x) for x in values):
                     raise ValueError(f"{where}: `{kind}` takes [low, high], two numbers")
+                if not all(math.isfinite(x) for x in values):
+                    raise _invalid(
+                        f"{where}: `{kind}` needs finite bounds, got [{values[0]}, {values[1]}]",
+                        f"give two finite numbers, e.g. `{kind}: [1.0e-5, 1.0e-3]`",
+                    )
                 lo, hi = values
                 if lo >= hi:
                     raise ValueError(f"{where}: `{kind}` needs low < high, got [{lo}, {hi}]")
@@ -349,8 +471,13 @@ class SweepSpec(Model):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if self.max_concurrent_trials != "auto" and self.max_concurrent_trials < 1:
-            raise ValueError("`max_concurrent_trials` must be `auto` or >= 1")
+        if self.max_concurrent_trials != "auto" and not 1 <= self.max_concurrent_trials <= MAX_TRIALS:
+            raise ValueError(f"`max_concurrent_trials` must be `auto` or a number from 1 to {MAX_TRIALS:,}")
+        if self.trial_count() > MAX_TRIALS:
+            raise _invalid(
+                f"the sweep runs {self.trial_count():,} trials (grid points x num_samples)",
+                f"sweep over at most {MAX_TRIALS:,} trials: fewer grid values or a smaller `num_samples`",
+            )
         kinds = {next(iter(d)) for d in self.parameters.values()}
         if self.search == "grid" and kinds - {"grid", "choice"}:
             raise ValueError(
@@ -400,7 +527,7 @@ class ScheduleSpec(Model):
         "latest",
         description="Firings missed while no scheduler ran: none, the latest one, or all (up to max_catch_up).",
     )
-    max_catch_up: int = Field(
+    max_catch_up: Int = Field(
         10, ge=1, le=1000, description="With catch_up: all, run at most this many missed firings."
     )
     seed: Literal["spec", "from_firing"] = Field(
@@ -443,6 +570,36 @@ class Spec(Model):
     _base_dir: Path | None = None
 
     @model_validator(mode="after")
+    def _swept_env_settings(self):
+        # `sweep.parameters: env_config.X` must be a setting the job's env knows (for envs whose settings are
+        # known), and every `choice`/`grid` value must be one the env accepts.
+        if self.sweep is None or not self.job.env:
+            return self
+        from .training import env_config_problems
+
+        found = []
+        for path, dist in self.sweep.parameters.items():
+            if not path.startswith("env_config."):
+                continue
+            name = path.split(".", 1)[1]
+            kind, values = next(iter(dist.items()))
+            tried = values if kind in ("choice", "grid") else values[:1]
+            for value in tried:
+                problems = env_config_problems(
+                    self.job.env, {**self.job.env_config, name: value}, keys_only=kind not in ("choice", "grid")
+                )
+                mine = [(what, fix) for key, what, fix in problems if key == name]
+                if mine:
+                    found.append((f"sweep.parameters.{path}", *mine[0]))
+                    break
+        if found:
+            raise _invalid(
+                "; ".join(f"`{shorten(where, 80)}`: {what}" for where, what, _ in found),
+                "; ".join(dict.fromkeys(fix for _, _, fix in found if fix)) or None,
+            )
+        return self
+
+    @model_validator(mode="after")
     def _sweep_needs_an_algorithm(self):
         if self.sweep is not None and self.job.algorithm is None:
             raise ValueError(
@@ -459,7 +616,9 @@ class Spec(Model):
         if self.job.entry_script is None:
             return None
         p = Path(os.path.expanduser(self.job.entry_script))
-        return p if p.is_absolute() else (self.base_dir / p).resolve()
+        # Absolute and normalized, but links not followed: a symlinked script ships from (or is refused in) the
+        # folder where the user's link lives, never from its target's folder.
+        return Path(os.path.abspath(p if p.is_absolute() else self.base_dir / p))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
@@ -469,6 +628,36 @@ class Spec(Model):
 
 
 # --- loading ------------------------------------------------------------------------------------------------
+
+
+MAX_SPEC_BYTES = 1_000_000
+# How many values (mapping entries, list items, scalars) a spec may hold once YAML aliases are expanded, and how
+# deep it may nest: a real spec has a few hundred values, nested less than 10 deep.
+MAX_VALUES = 100_000
+MAX_DEPTH = 50
+
+
+def _size_problem(data: Any) -> tuple[str, str] | None:
+    """(what, fix) when `data` holds more than MAX_VALUES values or nests deeper than MAX_DEPTH. Stops counting
+    at the limit, so a structure that expands to billions costs no more than MAX_VALUES steps."""
+    count, stack = 0, [(data, 0)]
+    while stack:
+        obj, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            return (
+                f"the spec holds more than {MAX_VALUES:,} values (counting repeated parts as often as they "
+                "are repeated)",
+                "a spec describes a job: keep data in files shipped with the job (`job.source_dir`)",
+            )
+        if isinstance(obj, dict | list | tuple):
+            if depth >= MAX_DEPTH:
+                return (f"the spec nests deeper than {MAX_DEPTH} levels", "flatten the nested values")
+            items = obj.values() if isinstance(obj, dict) else obj
+            stack.extend((v, depth + 1) for v in items)
+        elif isinstance(obj, BaseModel):
+            stack.extend((v, depth + 1) for v in obj.__dict__.values())
+    return None
 
 
 def _fields_of(model: type[BaseModel], loc: tuple) -> list[str]:
@@ -517,13 +706,23 @@ def problems_from(exc: ValidationError, model: type[BaseModel]) -> list[tuple[st
         else:
             msg = err["msg"].removeprefix("Value error, ")
             given = err.get("input")
-            shown = (
-                "" if isinstance(given, dict | list) or given is None or f"`{given}`" in msg else f" (got `{given}`)"
-            )
+            # Our own messages name the value already; a value given at length is cut.
+            quiet = kind == "rlo_invalid" or isinstance(given, dict | list | BaseModel) or given is None
+            shown = "" if quiet or f"`{given}`" in msg else f" (got `{shorten(given)}`)"
             what = msg + shown
+            ctx = err.get("ctx") or {}
             if kind in ("greater_than_equal", "greater_than"):
-                bound = err["ctx"].get("ge", err["ctx"].get("gt"))
+                bound = ctx.get("ge", ctx.get("gt"))
                 fix = f"use a value {'>=' if kind.endswith('equal') else '>'} {bound}"
+            elif kind in ("less_than_equal", "less_than"):
+                bound = ctx.get("le", ctx.get("lt"))
+                fix = f"use a value {'<=' if kind.endswith('equal') else '<'} {bound:,}" + (
+                    " (a generous bound: a larger value is surely a typo)" if bound >= 1000 else ""
+                )
+            elif kind == "finite_number":
+                fix = "give a finite number (not NaN or infinity)"
+            elif kind == "rlo_invalid":
+                fix = ctx.get("fix")
         out.append((path, what, fix))
     return out
 
@@ -541,15 +740,165 @@ def parse_spec(data: Any, source: str = "<spec>", base_dir: Path | None = None) 
 
 class _SpecLoader(yaml.SafeLoader):
     """PyYAML's safe loader with YAML 1.2's floats: PyYAML follows YAML 1.1, where `1e-5` (no dot) is a string,
-    so `lr: 1e-5` would reach RLlib as text. Everything else is as `yaml.safe_load`."""
+    so `lr: 1e-5` would reach RLlib as text. Dates (`2026-01-01`) stay text: no field of a spec is a date, and a
+    datetime would reach an env's config or a script's arguments as an object they cannot read. Everything else
+    is as `yaml.safe_load`; `_node_problems` then refuses what a spec cannot mean (see there)."""
 
 
-_SpecLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_SpecLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 _SpecLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789"),
 )
+
+_CORE = "tag:yaml.org,2002:"
+# The values a spec is made of: text, numbers, true/false, null, lists and mappings (and `<<` merge keys).
+# Everything else PyYAML's safe loader knows (!!binary, !!set, !!omap, !!pairs, !!timestamp) is refused.
+_PLAIN_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "seq", "map")}
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix(_CORE) if tag.startswith(_CORE) else tag
+
+
+def _node_problems(root: yaml.Node, loader: yaml.SafeLoader) -> list[tuple[str, str, str | None]]:
+    """What the composed YAML holds that a spec cannot mean, before any Python object is built:
+
+    - a key given twice in one mapping (YAML forbids it; PyYAML keeps the last one silently);
+    - a tag other than the plain ones (binary blobs, sets, ordered maps, dates...);
+    - more than MAX_VALUES values once aliases (`*name`) are expanded ("billion laughs": a few lines that
+      expand to billions of values), an alias inside its own anchor, nesting deeper than MAX_DEPTH.
+
+    Aliases share their node, so each node is looked at once and its expanded size remembered: linear in the
+    file's size whatever the expansion."""
+    problems: list[tuple[str, str, str | None]] = []
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    aliased = False
+    plain = "give plain text, numbers, true/false, lists and mappings"
+
+    class TooBig(Exception):
+        pass
+
+    def line(node: yaml.Node) -> int:
+        return node.start_mark.line + 1
+
+    def walk(node: yaml.Node, path: str, depth: int) -> int:
+        nonlocal aliased
+        if id(node) in sizes:
+            aliased = True
+            return sizes[id(node)]
+        if id(node) in active:
+            problems.append((path, f"line {line(node)}: an alias refers to the value that contains it", plain))
+            return 1
+        if depth > MAX_DEPTH:
+            problems.append((path, f"line {line(node)}: nested deeper than {MAX_DEPTH} levels", "flatten it"))
+            raise TooBig
+        if node.tag not in _PLAIN_TAGS:
+            tag = _short_tag(node.tag)
+            problems.append((path, f"line {line(node)}: a `{shorten(tag)}` value is not allowed in a spec", plain))
+        size = 1
+        active.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == _CORE + "merge":  # `<<: *defaults`: the entries of another mapping
+                    size += walk(value_node, path, depth + 1)
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):
+                    problems.append((path, f"line {line(key_node)}: a key must be plain text", "write the key as text"))
+                    continue
+                try:
+                    key = loader.construct_object(key_node)
+                    hash(key)
+                except Exception:  # an odd key: the constructor reports it later
+                    key = (key_node.tag, key_node.value)
+                where = f"{path}.{key_node.value}" if path else str(key_node.value)
+                if key in seen:
+                    problems.append(
+                        (
+                            shorten(where, 200),
+                            f"duplicate key `{shorten(key_node.value)}` (lines {seen[key]} and {line(key_node)}): "
+                            "YAML would keep only the last one",
+                            "keep one of them",
+                        )
+                    )
+                else:
+                    seen[key] = line(key_node)
+                size += walk(value_node, where, depth + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                size += walk(item, f"{path}[{i}]", depth + 1)
+        active.discard(id(node))
+        sizes[id(node)] = size
+        if size > MAX_VALUES:
+            problems.append(
+                (
+                    path,
+                    f"line {line(node)}: this value expands to more than {MAX_VALUES:,} values"
+                    + (" (YAML aliases `*name` repeat what an anchor `&name` holds)" if aliased else ""),
+                    "a spec describes a job: write values out, keep data in files shipped with the job",
+                )
+            )
+            raise TooBig
+        return size
+
+    try:
+        walk(root, "", 0)
+    except TooBig:
+        pass
+    return problems
+
+
+def _read_text(p: Path) -> str:
+    """The spec file's text: at most MAX_SPEC_BYTES, UTF-8 (a UTF-8 byte order mark is fine)."""
+    try:
+        with p.open("rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
+            size = max(len(raw), os.fstat(f.fileno()).st_size)
+    except OSError as e:
+        what = f"cannot read the file: {e.strerror or e}"
+        raise SpecError(str(p), [("", what, "check the file's permissions")]) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(
+            str(p),
+            [
+                (
+                    "",
+                    f"the file is {size:,} bytes; a spec may be at most {MAX_SPEC_BYTES:,} bytes (1 MB)",
+                    "a spec describes a job: keep data in files shipped with the job (`job.source_dir`)",
+                )
+            ],
+        )
+    utf8 = "save it as UTF-8 (in an editor: save with encoding UTF-8; or `iconv -t UTF-8`)"
+    for bom, name in (
+        (codecs.BOM_UTF32_LE, "UTF-32"),
+        (codecs.BOM_UTF32_BE, "UTF-32"),
+        (codecs.BOM_UTF16_LE, "UTF-16"),
+        (codecs.BOM_UTF16_BE, "UTF-16"),
+    ):
+        if raw.startswith(bom):
+            what = f"the file is {name} text (it starts with a {name} byte order mark); a spec must be UTF-8"
+            raise SpecError(str(p), [("", what, utf8)])
+    try:
+        return raw.decode("utf-8-sig")  # strict; "-sig" drops the byte order mark some Windows editors write
+    except UnicodeDecodeError as e:
+        if b"\0" in raw[:8192]:
+            what = "the file is binary, not text"
+            fix = "give a YAML spec (e.g. a copy of one in cluster_configs/)"
+        else:
+            line = raw.count(b"\n", 0, e.start) + 1
+            column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+            what = (
+                f"the file is not UTF-8 text: byte 0x{raw[e.start]:02x} at line {line}, column {column} is not "
+                "valid UTF-8 (it looks like Latin-1 or another legacy encoding)"
+            )
+            fix = utf8
+        raise SpecError(str(p), [("", what, fix)]) from None
 
 
 def load_spec(path: str | os.PathLike) -> Spec:
@@ -557,8 +906,13 @@ def load_spec(path: str | os.PathLike) -> Spec:
     p = Path(path)
     if not p.is_file():
         raise SpecError(str(p), [("", "no such file", "check the path (specs live in cluster_configs/)")])
+    loader = _SpecLoader(_read_text(p))
     try:
-        data = yaml.load(p.read_text(), Loader=_SpecLoader)  # noqa: S506 - a SafeLoader
+        node = loader.get_single_node()
+        problems = _node_problems(node, loader) if node is not None else []
+        if problems:
+            raise SpecError(str(p), problems)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -567,4 +921,10 @@ def load_spec(path: str | os.PathLike) -> Spec:
         if ctx and ctx_mark:
             problem += f" ({ctx} that starts at line {ctx_mark.line + 1}, column {ctx_mark.column + 1})"
         raise SpecError(f"{p}{':' + where if where else ''}", [("", f"not valid YAML: {problem}", None)]) from None
+    except RecursionError:  # PyYAML composes recursively: thousands of `[` or `{` in a row
+        raise SpecError(
+            str(p), [("", f"not valid YAML for a spec: nested deeper than {MAX_DEPTH} levels", "flatten it")]
+        ) from None
+    finally:
+        loader.dispose()
     return parse_spec(data, str(p), p.resolve().parent)

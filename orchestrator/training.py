@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
+import math
 import sys
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError, did_you_mean
+from .errors import UserError, did_you_mean, shorten
 
 ALGORITHM_CONFIGS = {
     "PPO": ("ray.rllib.algorithms.ppo", "PPOConfig"),
@@ -23,6 +26,12 @@ ALGORITHM_CONFIGS = {
 
 # Keys of env_config that configure our Atari preprocessing, not the ALE env itself.
 ATARI_WRAPPER_KEYS = ("dim", "framestack")
+# Keys of env_config that `_make_env` applies as wrappers, for any env (not passed to the env).
+TRAINING_ENV_KEYS = ("reward_scale", "observation_scale")
+# Keyword arguments of `gymnasium.make` itself (not passed to the env).
+GYM_MAKE_KEYS = ("max_episode_steps", "disable_env_checker")
+# Import paths of the auto-scaling env (its Gymnasium id is rlo/AutoScale-v0).
+AUTOSCALE_CLASSES = ("orchestrator.autoscale.env:AutoScaleEnv", "orchestrator.autoscale:AutoScaleEnv")
 
 # Legacy (old API stack / the seeds) hyperparameter names -> current AlgorithmConfig attributes.
 LEGACY_HYPERPARAMETERS = {
@@ -103,6 +112,21 @@ def load_env_class(path: str, source_dir: str | Path | None = None):
                 f"cannot import the env module `{module}` (from `env: {path}`): {e}",
                 fix="check the module path; put the module in `job.source_dir` (shipped with the job) or install it",
             ) from None
+        except SyntaxError as e:
+            where = f"{e.filename}, line {e.lineno}" if e.filename else f"module `{module}`"
+            raise UserError(
+                f"the env module `{module}` (from `env: {path}`) has a syntax error: {e.msg} ({where})"
+                + (f"\n    {e.text.strip()}" if e.text else ""),
+                fix="fix that line; `python -c 'import " + module + "'` in the job's folder shows the same",
+            ) from None
+        except Exception as e:  # the user's import-time code raised: say where, without our traceback
+            tb = traceback.extract_tb(e.__traceback__)
+            user = [f for f in tb if "importlib" not in f.filename and not f.filename.startswith("<frozen")]
+            at = f" ({user[-1].filename}, line {user[-1].lineno})" if user else ""
+            raise UserError(
+                f"importing the env module `{module}` (from `env: {path}`) raised {type(e).__name__}: {e}{at}",
+                fix="the module runs this code when it is imported; fix it or move it into the env's constructor",
+            ) from None
     try:
         return getattr(mod, name)
     except AttributeError:
@@ -132,6 +156,143 @@ def validate_env(env_id: str, source_dir: str | Path | None = None) -> str:
             "path `package.module:Class`",
         ) from None
     return "atari" if is_atari(env_id) else "gym"
+
+
+def env_config_problems(
+    env_id: str, env_config: dict[str, Any], *, keys_only: bool = False
+) -> list[tuple[str, str, str | None]]:
+    """(key, what is wrong, fix) for each setting of `env_config` that the env cannot take, for envs whose
+    settings are known: the auto-scaling env (its `AutoScaleConfig`), Atari (ALE's AtariEnv arguments and our
+    preprocessing keys), and Gymnasium's own envs (their constructor's arguments). Nothing is said about an env
+    of the user's (`pkg.module:Class`) or one whose constructor takes `**kwargs`: its code alone knows.
+
+    Runs no user code: only the registrations of the packages we ship with are looked at (`rlo plan` calls this
+    through the spec). `keys_only`: check the names only (a swept setting, whose values are drawn later)."""
+    if not env_config:
+        return []
+    problems: list[tuple[str, str, str | None]] = []
+    if not keys_only:
+        problems += _training_key_problems(env_config)
+    if "num_envs" in env_config:
+        problems.append(("num_envs", "is set by RLlib", "give `job.num_envs_per_env_runner` instead"))
+    autoscale = env_id in AUTOSCALE_CLASSES or (not is_import_path(env_id) and env_id == _autoscale_id())
+    if autoscale:
+        return problems + _autoscale_problems(env_id, env_config, keys_only)
+    if is_import_path(env_id):
+        return problems
+    known = _gym_env_settings(env_id)
+    if known is None:
+        return problems
+    atari = is_atari(env_id)
+    if atari:
+        known += list(ATARI_WRAPPER_KEYS)
+        if not keys_only:
+            problems += _atari_problems(env_config)
+    known += list(TRAINING_ENV_KEYS) + list(GYM_MAKE_KEYS)
+    for key in env_config:
+        if key not in known and key != "num_envs":
+            hint = did_you_mean(key, known)
+            problems.append(
+                (
+                    str(key),
+                    f"unknown setting of the {'Atari ' if atari else ''}env `{env_id}`" + (f"; {hint}" if hint else ""),
+                    f"known settings: {', '.join(sorted(known))}",
+                )
+            )
+    return problems
+
+
+def _autoscale_id() -> str:
+    from orchestrator.autoscale import ENV_ID
+
+    return ENV_ID
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _training_key_problems(cfg: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    out = []
+    if "reward_scale" in cfg and not _finite_number(cfg["reward_scale"]):
+        out.append(
+            ("reward_scale", f"must be a number (got `{shorten(cfg['reward_scale'])}`)", "e.g. `reward_scale: 0.01`")
+        )
+    if "observation_scale" in cfg:
+        v = cfg["observation_scale"]
+        if not (_finite_number(v) or (isinstance(v, list) and v and all(_finite_number(x) for x in v))):
+            out.append(
+                (
+                    "observation_scale",
+                    f"must be a number or a list of numbers, one per observation element (got `{shorten(v)}`)",
+                    "e.g. `observation_scale: [20.0, 1.0, ...]`",
+                )
+            )
+    return out
+
+
+def _autoscale_problems(env_id: str, cfg: dict[str, Any], keys_only: bool) -> list[tuple[str, str, str | None]]:
+    import dataclasses
+
+    from orchestrator.autoscale.config import AutoScaleConfig, AutoScaleConfigError
+
+    fields = [f.name for f in dataclasses.fields(AutoScaleConfig)]
+    known = fields + list(TRAINING_ENV_KEYS)
+    out = []
+    for key in cfg:
+        if key not in known and key != "num_envs":
+            hint = did_you_mean(key, known)
+            out.append(
+                (
+                    str(key),
+                    f"unknown setting of the auto-scaling env `{env_id}`" + (f"; {hint}" if hint else ""),
+                    f"known settings: {', '.join(known)}",
+                )
+            )
+    if out or keys_only:
+        return out
+    try:
+        config = AutoScaleConfig.from_mapping({k: v for k, v in cfg.items() if k in fields})
+    except AutoScaleConfigError as e:
+        return [(e.field, e.message, e.fix or "see `AutoScaleConfig` in orchestrator/autoscale/config.py")]
+    scale = cfg.get("observation_scale")
+    if isinstance(scale, list) and len(scale) != config.observation_size:
+        out.append(
+            (
+                "observation_scale",
+                f"has {len(scale)} factors; the observation has {config.observation_size} elements "
+                f"(20 + warmup_latency {config.warmup_latency})",
+                f"give {config.observation_size} factors, or one number for all",
+            )
+        )
+    return out
+
+
+def _atari_problems(cfg: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    out = []
+    for key, top in (("dim", 1024), ("framestack", 64)):
+        v = cfg.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= top):
+            out.append((key, f"must be a whole number from 1 to {top} (got `{shorten(v)}`)", f"e.g. `{key}: 4`"))
+    return out
+
+
+def _gym_env_settings(env_id: str) -> list[str] | None:
+    """The keyword arguments a registered Gymnasium id's env takes, or None when they are not known (not
+    registered, a factory function taking `**kwargs`...)."""
+    _ensure_registrations()
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    try:
+        spec = gym.spec(env_id.removeprefix("ale_py:"))
+        creator = load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) else spec.entry_point
+        params = inspect.signature(creator).parameters.values()
+    except Exception:
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"]
 
 
 def has_vector_entry_point(env_id: str) -> bool:
@@ -289,12 +450,84 @@ def _config_class(algorithm: str):
     return getattr(importlib.import_module(module), name)
 
 
-def translate_hyperparameters(algorithm: str, hyperparameters: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Map legacy names, drop meaningless ones, and refuse unknown ones (with a hint) before submission."""
+# Settings that take a schedule `[[timestep, value], ...]` instead of one number (RLlib's `Scheduler.validate`).
+SCHEDULED_HYPERPARAMETERS = ("lr", "entropy_coeff")
+# Settings whose `null` means "off" though their default is a number (IMPALA's grad_clip is 40.0).
+NULLABLE_HYPERPARAMETERS = ("grad_clip",)
+_DEPRECATED_VALUE = -1  # RLlib's DEPRECATED_VALUE: the default of settings kept only to warn about them
+
+
+def _describe(value: Any) -> str:
+    kinds = {bool: "true/false", str: "text", list: "a list", dict: "a mapping", type(None): "null"}
+    return kinds.get(type(value), "a number" if isinstance(value, int | float) else type(value).__name__)
+
+
+def _shown(value: Any) -> str:
+    """`value` as the user wrote it in YAML/JSON (`"fast"`, `true`, `null`), cut to a sane length."""
+    import json
+
+    try:
+        return shorten(json.dumps(value))
+    except (TypeError, ValueError):
+        return shorten(value)
+
+
+def _is_schedule(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(p, list) and len(p) == 2 and all(_finite_number(x) for x in p) for p in value)
+    )
+
+
+def _type_problem(cfg, name: str, value: Any) -> tuple[str, str] | None:
+    """(expected, fix) when `value` cannot be what RLlib's `cfg.<name>` is, judged by the type of its default:
+    a number (int or float: RLlib takes either for most counts), true/false, text, a list or a mapping. A default
+    of None (or a deprecated setting, or an object) says nothing, so anything goes."""
+    try:
+        default = getattr(cfg, name)
+    except Exception:  # deprecated settings raise on access
+        return None
+    if default is None or (type(default) is int and default == _DEPRECATED_VALUE):
+        return None
+    if value is None:
+        return None if name in NULLABLE_HYPERPARAMETERS else ("a value (not null)", f"give a value, or remove `{name}`")
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else ("true or false", f"write `{name}: true` or `{name}: false`")
+    if isinstance(default, int | float):
+        example = f"`{name}: {default!r}` (a number, without quotes)"
+        if name in SCHEDULED_HYPERPARAMETERS and isinstance(value, list):
+            if _is_schedule(value):
+                return None
+            schedule = f"`{name}: [[0, 1e-3], [1000000, 1e-5]]`"
+            return ("a number or a schedule [[timestep, value], ...]", f"e.g. {example} or {schedule}")
+        if value == "auto" or _finite_number(value) or (isinstance(value, float) and default == value):
+            return None  # "auto": RLlib takes it for a few counts (evaluation_duration...)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return ("a finite number", f"e.g. {example}")
+        expected = "a number" + (" or a schedule [[timestep, value], ...]" if name in SCHEDULED_HYPERPARAMETERS else "")
+        return (expected, f"e.g. {example}")
+    if isinstance(default, str):
+        # Text settings with a sentinel default ("auto") often take a number too (rollout_fragment_length).
+        ok = isinstance(value, str) or _finite_number(value)
+        return None if ok else ("text" + (" or a number" if default == "auto" else ""), f"e.g. `{name}: {default}`")
+    if isinstance(default, list | tuple):
+        return None if isinstance(value, list | tuple) else ("a list", f"e.g. `{name}: {list(default)!r}`")
+    if isinstance(default, dict):
+        return None if isinstance(value, dict) else ("a mapping", f"give `{name}:` as `key: value` lines")
+    return None
+
+
+def translate_hyperparameters(
+    algorithm: str, hyperparameters: dict[str, Any], *, check_types: bool = True
+) -> tuple[dict[str, Any], list[str]]:
+    """Map legacy names, drop meaningless ones, and refuse unknown ones (with a hint) before submission, and
+    values of the wrong type (`lr: "fast"`) where RLlib's default tells the type (see `_type_problem`).
+    `check_types=False`: map the names only (the values are placeholders)."""
     cfg = _config_class(algorithm)()
     valid = {n for n in dir(cfg) if not n.startswith("_") and not callable(getattr(type(cfg), n, None))}
     valid |= {"model_config", "lambda_", "clip_rewards"}
-    out, notices, bad = {}, [], []
+    out, notices, bad, wrong = {}, [], [], []
     for key, value in hyperparameters.items():
         if key in DROPPED_HYPERPARAMETERS:
             notices.append(f"hyperparameter `{key}` ignored: {DROPPED_HYPERPARAMETERS[key]}")
@@ -320,7 +553,21 @@ def translate_hyperparameters(algorithm: str, hyperparameters: dict[str, Any]) -
         if new not in valid:
             bad.append((key, did_you_mean(key, sorted(valid))))
             continue
+        problem = _type_problem(cfg, new, value) if check_types else None
+        if problem:
+            wrong.append((key, new, value, *problem))
+            continue
         out[new] = value
+    if wrong and not bad:
+        cls = ALGORITHM_CONFIGS[algorithm][1]
+        raise UserError(
+            "; ".join(
+                f"`job.hyperparameters.{shorten(k)}` is {_describe(v)} (`{_shown(v)}`), but RLlib's {cls}.{n} "
+                f"takes {expected}"
+                for k, n, v, expected, _ in wrong
+            ),
+            fix="; ".join(fix for *_, fix in wrong),
+        )
     if bad:
         raise UserError(
             f"unknown {algorithm} hyperparameter(s): " + ", ".join(f"`{k}`" + (f" ({h})" if h else "") for k, h in bad),

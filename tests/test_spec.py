@@ -172,6 +172,7 @@ def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
     assert spec.job.hyperparameters == {"lr": 1e-5, "gamma": 0.99}
     assert spec.sweep.parameters["hyperparameters.lr"] == {"loguniform": [1e-5, 1e-3]}
     # Quoted stays text, and plain PyYAML is left as it was.
-    f.write_text('job: {algorithm: PPO, env: CartPole-v1, env_config: {tag: "1e-5"}}\n')
+    # (an env of the user's: its env_config keys are its own)
+    f.write_text('job: {algorithm: PPO, env: "my_envs:Custom", env_config: {tag: "1e-5"}}\n')
     assert S.load_spec(f).job.env_config == {"tag": "1e-5"}
     assert yaml.safe_load("a: 1e-5") == {"a": "1e-5"}
