@@ -61,12 +61,15 @@ def validate_job(spec: Spec) -> list[str]:
     validate_env(job.env, source)
     _, hp_notices = translate_hyperparameters(job.algorithm, job.hyperparameters)
     if spec.sweep is not None:  # swept hyperparameters must be ones the algorithm has
-        swept = {p.split(".", 1)[1]: next(iter(d.values()))[0] for p, d in spec.sweep.parameters.items()
-                 if p.startswith("hyperparameters.")}
-        try:
-            translate_hyperparameters(job.algorithm, swept)
-        except UserError as e:
-            raise UserError(f"in `sweep.parameters`: {e.message}", fix=e.fix) from None
+        # Every value a trial can get (each grid/choice value, both bounds of a range) has the right name and type.
+        for path, dist in spec.sweep.parameters.items():
+            if not path.startswith("hyperparameters."):
+                continue
+            for value in next(iter(dist.values())):
+                try:
+                    translate_hyperparameters(job.algorithm, {path.split(".", 1)[1]: value})
+                except UserError as e:
+                    raise UserError(f"in `sweep.parameters.{path}`: {e.message}", fix=e.fix) from None
     return notices + hp_notices
 
 

@@ -330,3 +330,15 @@ def test_submit_name_that_is_a_path_is_refused(home):
     assert_user_error(res, "`--name`", "../../x", "letters, digits")
     assert_no_ray_started(home)
     assert not (home / "runs").exists()
+
+
+def test_every_swept_value_is_type_checked(tmp_path, home):
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(
+        "job:\n  algorithm: PPO\n  env: CartPole-v1\nsweep:\n  parameters:\n"
+        "    hyperparameters.lr: {choice: [0.001, fast]}\n"
+    )
+    for command in (["plan", "--check"], ["submit"]):
+        res = rlo(*command, spec, home=home)
+        assert_user_error(res, "sweep.parameters.hyperparameters.lr", "`\"fast\"`")
+    assert_no_ray_started(home)
