@@ -383,6 +383,7 @@ COMMAND_MODULES: list[str] = [
     "orchestrator.cli_render",
     "orchestrator.cli_sweep",
     "orchestrator.cli_cluster",
+    "orchestrator.cli_export",
 ]
 
 

@@ -341,6 +341,13 @@ class Run:
 
         return deploy(self, checkpoint=checkpoint, **options)
 
+    def export(self, checkpoint: str = "latest", format: str = "onnx", out: str | Path | None = None) -> Path:
+        """Write this run's policy as one self-contained ONNX file (`rlo export`) that `rlo serve` and
+        `orchestrator.edge.OnnxPolicy` run without Ray. `out` defaults to ./RUN.onnx; returns its path."""
+        from .export import export_run
+
+        return Path(export_run(self, checkpoint=checkpoint, format=format, out=out)["path"])
+
     # --- attach --------------------------------------------------------------------------------------------------
 
     def attach(self, out: TextIO = sys.stdout, progress: bool = True, raw: bool = False) -> str:

@@ -222,8 +222,11 @@ def test_ray_services_refuse_requests_without_the_token(embedded):
     ports, token = embedded.ports, embedded.token
     actor_port = next(s.port for s in listeners(embedded) if s.process == f"ray::{ACTOR}")
 
+    channels: list[grpc.Channel] = []
+
     def channel(port):
-        return grpc.insecure_channel(f"127.0.0.1:{port}")
+        channels.append(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        return channels[-1]
 
     grpc_probes = {
         "gcs_server": (
@@ -250,11 +253,15 @@ def test_ray_services_refuse_requests_without_the_token(embedded):
     # A listener documented as off loopback must be one whose refusal is proven here.
     assert set(NON_LOOPBACK_PORTS_DOCUMENTED) <= set(grpc_probes) | set(http_probes), NON_LOOPBACK_PORTS_DOCUMENTED
 
-    for name, (method, request) in grpc_probes.items():
-        assert _grpc_code(method, request, None) == grpc.StatusCode.UNAUTHENTICATED, name
-        assert _grpc_code(method, request, "not-the-token") == grpc.StatusCode.UNAUTHENTICATED, name
-        # With the token the same call gets past authentication (the probe reaches a live service).
-        assert _grpc_code(method, request, token) != grpc.StatusCode.UNAUTHENTICATED, name
+    try:
+        for name, (method, request) in grpc_probes.items():
+            assert _grpc_code(method, request, None) == grpc.StatusCode.UNAUTHENTICATED, name
+            assert _grpc_code(method, request, "not-the-token") == grpc.StatusCode.UNAUTHENTICATED, name
+            # With the token the same call gets past authentication (the probe reaches a live service).
+            assert _grpc_code(method, request, token) != grpc.StatusCode.UNAUTHENTICATED, name
+    finally:  # open gRPC channels at interpreter exit can crash it
+        for c in channels:
+            c.close()
     for name, url in http_probes.items():
         assert _http_code(url, None) == 401, name
         assert _http_code(url, "not-the-token") in (401, 403), name
