@@ -336,11 +336,14 @@ class ObservationChecker:
 
 def preprocess_atari_frames(frames: np.ndarray, dim: int) -> np.ndarray:
     """k raw RGB frames (k, H, W, 3) uint8 -> the policy's observation (dim, dim, k) in [-1, 1]: RLlib's Atari
-    wrappers' grayscale + resize (GrayScaleAndResize), scaling (NormalizedImageEnv) and stacking (FrameStack)."""
-    from ray.rllib.utils.images import resize, rgb2gray
+    wrappers' grayscale + resize (GrayScaleAndResize: the OpenCV calls of `ray.rllib.utils.images`, OpenCL off as
+    there), scaling (NormalizedImageEnv) and stacking (FrameStack). OpenCV only, so that a server without Ray
+    preprocesses the same; imported when raw frames come."""
+    import cv2
 
-    processed = [resize(rgb2gray(f), height=dim, width=dim)[:, :, None] for f in frames]
-    return (np.concatenate(processed, axis=2).astype(np.float32) / 128.0) - 1.0
+    cv2.ocl.setUseOpenCL(False)
+    gray = [cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (dim, dim), interpolation=cv2.INTER_AREA) for f in frames]
+    return (np.stack(gray, axis=2).astype(np.float32) / 128.0) - 1.0
 
 
 # --- computing answers ---------------------------------------------------------------------------------------------

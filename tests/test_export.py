@@ -386,8 +386,9 @@ def test_serve_on_an_exposed_host_needs_a_key_or_consent(artifact, capsys):
 @pytest.mark.slow
 def test_pong_frame_stacks_get_the_same_answers_everywhere(rlo_home, tmp_path):
     """A tiny IMPALA Pong run (test_serving's job: one iteration, about 90 s here), exported and deployed."""
+    from ray.rllib.utils.images import resize, rgb2gray
+
     from orchestrator.edge import OnnxPolicy
-    from orchestrator.edge.server import preprocess_frames
     from orchestrator.predict_api import preprocess_atari_frames
 
     job = {
@@ -419,9 +420,10 @@ def test_pong_frame_stacks_get_the_same_answers_everywhere(rlo_home, tmp_path):
         frames.append(frame)
     # 3 stacks of 4 raw frames: ~5 MB of JSON, under the 8 MB body limit.
     stacks = np.stack([np.stack(frames[i : i + 4]) for i in (0, 4, 8)])
-    # The server's Ray-free frame pipeline is RLlib's, bit for bit.
+    # The Ray-free frame pipeline (both servers') is RLlib's, bit for bit.
     for s in stacks:
-        np.testing.assert_array_equal(preprocess_frames(s, 64), preprocess_atari_frames(s, 64))
+        rllib = np.stack([resize(rgb2gray(f), height=64, width=64) for f in s], axis=2).astype(np.float32) / 128 - 1
+        np.testing.assert_array_equal(preprocess_atari_frames(s, 64), rllib)
 
     predictor = run.deploy(name="pong", port=PORT)
     server = EdgeServer(rlo_home, path)

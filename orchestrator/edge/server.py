@@ -10,9 +10,8 @@ One process, one policy, requests answered on the event loop (large batches on a
 import signal
 import socket
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
-import numpy as np
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -21,7 +20,6 @@ from ..predict_api import (
     MAX_OBSERVATIONS_PER_REQUEST,
     BadRequest,
     ObservationChecker,
-    _as_numbers,
     answer_batch,
     check_api_key,
     check_content_type,
@@ -41,47 +39,6 @@ DEFAULT_PORT = 8080  # not Serve's 8000: `rlo deploy` and `rlo serve` of the sam
 INLINE_NUMBERS = 1 << 16
 
 
-def preprocess_frames(frames: np.ndarray, dim: int) -> np.ndarray:
-    """`predict_api.preprocess_atari_frames` without Ray: the same OpenCV calls RLlib's wrappers make
-    (`ray.rllib.utils.images.rgb2gray` / `resize`, OpenCL off as there), imported when raw frames come."""
-    import cv2
-
-    cv2.ocl.setUseOpenCL(False)
-    gray = [cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (dim, dim), interpolation=cv2.INTER_AREA) for f in frames]
-    return (np.stack(gray, axis=2).astype(np.float32) / 128.0) - 1.0
-
-
-class FramesChecker(ObservationChecker):
-    """`ObservationChecker` whose raw Atari frames are preprocessed without importing Ray.
-
-    The checks are `ObservationChecker._from_frames`'s, in the same order with the same answers (tests compare
-    both servers' answers); only the preprocessing function differs, because predict_api's imports Ray's."""
-
-    def _from_frames(self, value: Any):
-        if not self.atari:
-            return super()._from_frames(value)  # its 400 for a policy without a frame pipeline
-        k = int(self.atari["framestack"])
-        arr = _as_numbers(value, "frames")
-        if arr.ndim not in (4, 5) or arr.shape[-1] != 3 or arr.shape[-4] != k:
-            raise BadRequest(
-                422,
-                f"`frames` has shape {tuple(arr.shape)}, expected ({k}, H, W, 3): the last {k} raw RGB frames "
-                f"(or a batch of them, (N, {k}, H, W, 3))",
-            )
-        if arr.ndim == 5 and arr.shape[0] > MAX_OBSERVATIONS_PER_REQUEST:
-            raise BadRequest(413, f"{arr.shape[0]} observations in one request; at most {MAX_OBSERVATIONS_PER_REQUEST}")
-        if arr.dtype.kind == "f" and not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
-            raise BadRequest(422, "`frames` must hold integer pixel values 0..255")
-        if arr.min() < 0 or arr.max() > 255:
-            raise BadRequest(422, "`frames` must hold pixel values in 0..255")
-        single = arr.ndim == 4
-        stacks = arr[None] if single else arr
-        obs = np.stack([preprocess_frames(s.astype(np.uint8), int(self.atari["dim"])) for s in stacks])
-        if obs.shape[1:] != self.shape:
-            raise BadRequest(422, f"preprocessed frames have shape {obs.shape[1:]}, the policy takes {self.shape}")
-        return obs.astype(self.dtype), single
-
-
 def _error(e: BadRequest) -> JSONResponse:
     return JSONResponse({"detail": e.detail}, status_code=e.status)
 
@@ -96,8 +53,7 @@ def build_app(
     meta = policy.metadata
     space = served_observation_space(policy)
     atari = policy.atari
-    checker_cls = FramesChecker if atari else ObservationChecker
-    checker = checker_cls(space, atari=atari)
+    checker = ObservationChecker(space, atari=atari)
     limit = int(max_body_bytes or default_body_limit(tuple(space.shape), atari))
     probabilities_ok = isinstance(policy.action_space, spaces.Discrete | spaces.MultiDiscrete)
     scale = (meta.get("preprocessing") or {}).get("observation_scale")
