@@ -1,17 +1,29 @@
 """What serving costs: requests per second and p50/p99 latency of `POST /predict` for the auto-scaling policy,
 one observation per request (one client, then concurrent clients, with Serve's request batching on and off)
-and batched requests, against calling the same policy in-process (the ceiling), side by side in one run.
+and batched requests, against calling the same policy in-process (the ceiling) and against two references, side
+by side in one run:
 
-    .venv/bin/python benchmarks/serving.py [--run RUN] [--seconds 5] [--concurrency 8] [--batch 64]
+- **bare**: the same torch policy (CheckpointPolicy on the run's checkpoint) in a plain FastAPI + uvicorn app in
+  its own process, no checks: what HTTP itself costs here;
+- **exported**: the run exported to ONNX (`rlo export RUN --format onnx`) served by the Ray-free `rlo serve`
+  (skipped, with a note, until those commands exist).
+
+    .venv/bin/python benchmarks/serving.py [--run RUN] [--seconds 4] [--concurrency 8] [--batch 64]
 
 Without `--run` it trains a short auto-scaling policy first (the main job's preset, 1 iteration: serving speed
 does not depend on how well it learned) in a private RLO_HOME, and stops that embedded Ray at the end. The
-client runs on the same machine as Serve and competes with it for the CPUs; the ceiling has the CPUs to itself.
+clients are threads of this process, on the same machine as the servers, competing with them for the CPUs (every
+HTTP row uses the same client, `Predictor`); the in-process ceiling has the CPUs to itself.
+
+"Serve" is the endpoint as `rlo deploy` serves it: each replica answers on its own port (Serve's direct ingress,
+the Predictor's default); "Serve via proxy" is the endpoint's stable URL through Serve's HTTP proxy. Where the
+time of one request goes: benchmarks/serving_profile.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -122,14 +134,96 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# --- the references: a bare FastAPI app of the same policy, and the exported artifact's server -----------------
+
+
+def bare_server(checkpoint: str, env_config: dict, port: int) -> None:
+    """`--bare-server`: the same policy in a plain FastAPI + uvicorn app, without our checks (run as a process)."""
+    import torch
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    from orchestrator.policy import CheckpointPolicy
+    from orchestrator.predict_api import describe_space, served_observation_space
+
+    torch.set_num_threads(1)  # as the replica
+    policy = CheckpointPolicy.load(checkpoint, env_config)
+    info = {"observation_space": describe_space(served_observation_space(policy))}
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    async def healthz(request):
+        return JSONResponse({"status": "ok"})
+
+    async def model_info(request):
+        return JSONResponse(info)
+
+    async def predict(request):
+        payload = json.loads(await request.body())
+        if "observation" in payload:
+            obs = np.asarray(payload["observation"], dtype=np.float32)[None]
+            return JSONResponse({"action": np.asarray(policy.act(obs)).tolist()[0]})
+        actions = policy.act(np.asarray(payload["observations"], dtype=np.float32))
+        return JSONResponse({"actions": np.asarray(actions).tolist()})
+
+    # Plain Starlette routes of the FastAPI app (this module's postponed annotations hide types from FastAPI).
+    app.add_route("/healthz", healthz, methods=["GET"])
+    app.add_route("/info", model_info, methods=["GET"])
+    app.add_route("/predict", predict, methods=["POST"])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> bool:
+    from orchestrator.serving import probe
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if probe(url, timeout=1):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def rlo_has(*commands: str) -> bool:
+    """Whether this checkout's `rlo` has these sub-commands (the exported artifact's ones may not exist yet)."""
+    res = subprocess.run([PY, "-m", "orchestrator.cli", "--help"], capture_output=True, text=True, cwd=ROOT)
+    listed = {line.split()[0] for line in res.stdout.splitlines() if line.startswith("    ") and line.split()}
+    return all(c in listed for c in commands)
+
+
+def measure_http(label: str, predictor, obs, batches, args, results: list) -> None:
+    """The HTTP rows of one server: one observation per request from 1 and from N clients, and batched requests."""
+    n, nb, c = len(obs), len(batches), args.concurrency
+    predictor.info()
+    one = lambda i: predictor.predict(obs[i % n])  # noqa: E731  (one Predictor: a connection per thread)
+    results.append(measure(f"{label}, 1 obs/request, 1 client", one, args.seconds, 1))
+    results.append(measure(f"{label}, 1 obs/request, {c} clients", one, args.seconds, 1, clients=c))
+    if args.batch:
+        many = lambda i: predictor.predict(batches[i % nb])  # noqa: E731
+        results.append(measure(f"{label}, {args.batch} obs/request, 1 client", many, args.seconds, args.batch))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", help="an auto-scaling run to serve (default: train a short one in a private RLO_HOME)")
-    ap.add_argument("--seconds", type=float, default=5.0, help="measuring time per case")
+    ap.add_argument("--seconds", type=float, default=4.0, help="measuring time per case")
     ap.add_argument("--concurrency", type=int, default=8, help="concurrent clients")
     ap.add_argument("--batch", type=int, default=64, help="observations per batched request")
+    ap.add_argument("--bare-server", nargs=3, metavar=("CHECKPOINT", "ENV_CONFIG_JSON", "PORT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.bare_server:
+        return bare_server(args.bare_server[0], json.loads(args.bare_server[1]), int(args.bare_server[2]))
 
+    started = time.monotonic()
     tmp = None if args.run else tempfile.TemporaryDirectory(prefix="rlo-bench-serving-")
     if tmp is not None:
         os.environ["RLO_HOME"] = str(Path(tmp.name) / "home")
@@ -140,6 +234,10 @@ def main() -> None:
     from orchestrator.run import attach
     from orchestrator.serving import Predictor, undeploy
 
+    notes = []
+    procs: list[subprocess.Popen] = []
+    cleanups: list = []
+    c = args.concurrency
     try:
         run_id = args.run or train_autoscale(Path(os.environ["RLO_HOME"]))
         run = attach(run_id)
@@ -151,64 +249,119 @@ def main() -> None:
         torch.set_num_threads(1)
         policy = run.policy()
         results = [
-            measure("in-process, 1 observation per call", lambda i: policy.act(obs[i % n][None]), args.seconds, 1),
+            measure("in-process, 1 obs/call", lambda i: policy.act(obs[i % n][None]), args.seconds, 1),
             measure(
-                f"in-process, {args.batch} observations per call",
-                lambda i: policy.act(batches[i % nb]),
-                args.seconds,
-                args.batch,
+                f"in-process, {args.batch} obs/call", lambda i: policy.act(batches[i % nb]), args.seconds, args.batch
             ),
         ]
-        ceiling_one, ceiling_batch = results
+
+        # The bare reference starts (in its own process) while Serve deploys.
+        info = run.policy_info()
+        checkpoint = str(Path(run.checkpoint_path("latest")).resolve())
+        bare_port = free_port()
+        bare = subprocess.Popen(
+            [PY, __file__, "--bare-server", checkpoint, json.dumps(info.get("env_config") or {}), str(bare_port)],
+            cwd=ROOT,
+            env=dict(os.environ, OMP_NUM_THREADS="1"),
+        )
+        procs.append(bare)
 
         port = free_port()
         predictor = run.deploy(name="bench-autoscale", port=port)
-        local = threading.local()
+        if not predictor.direct_urls:
+            notes.append("Serve runs without direct ingress here (started before): the Serve rows go through its proxy")
+        measure_http("Serve", predictor, obs, batches, args, results)
+        via_proxy = Predictor(predictor.url)  # the endpoint's stable URL, through Serve's HTTP proxy
+        via_proxy.info()
+        one_proxy = lambda i: via_proxy.predict(obs[i % n])  # noqa: E731
+        results.append(measure("Serve via proxy, 1 obs/request, 1 client", one_proxy, args.seconds, 1))
+        results.append(measure(f"Serve via proxy, 1 obs/request, {c} clients", one_proxy, args.seconds, 1, clients=c))
 
-        def client() -> Predictor:
-            if not hasattr(local, "p"):
-                local.p = Predictor(predictor.url)
-                local.p.info()
-            return local.p
+        bare_url = f"http://127.0.0.1:{bare_port}"
+        if wait_healthy(bare_url, bare):
+            measure_http("bare FastAPI", Predictor(bare_url), obs, batches, args, results)
+        else:
+            notes.append("the bare FastAPI server did not start: no bare rows")
+        stop(bare)
 
-        one = lambda i: client().predict(obs[i % n])  # noqa: E731
-        results.append(measure("HTTP, 1 observation per request, 1 client", one, args.seconds, 1))
-        c = args.concurrency
-        results.append(measure(f"HTTP, 1 observation per request, {c} clients", one, args.seconds, 1, clients=c))
-        http_batch = lambda i: client().predict(batches[i % nb])  # noqa: E731
-        results.append(
-            measure(f"HTTP, {args.batch} observations per request, 1 client", http_batch, args.seconds, args.batch)
-        )
         # The same concurrent load with Serve's request batching off (one request per forward pass).
-        run.deploy(name="bench-autoscale", port=port, max_batch_size=1, batch_wait_timeout_s=0)
-        local = threading.local()
+        nobatch = run.deploy(name="bench-autoscale", port=port, max_batch_size=1, batch_wait_timeout_s=0)
+        one_nobatch = lambda i: nobatch.predict(obs[i % n])  # noqa: E731
         results.append(
-            measure(f"HTTP, 1 observation per request, {c} clients, no batching", one, args.seconds, 1, clients=c)
+            measure(f"Serve, 1 obs/request, {c} clients, no batching", one_nobatch, args.seconds, 1, clients=c)
         )
         undeploy("bench-autoscale")
+
+        if rlo_has("export", "serve"):
+            export_dir = tempfile.TemporaryDirectory(prefix="rlo-bench-export-")
+            cleanups.append(export_dir.cleanup)
+            artifact = Path(export_dir.name) / "policy.onnx"
+            env = dict(os.environ, OMP_NUM_THREADS="1")
+            res = subprocess.run(
+                [PY, "-m", "orchestrator.cli", "export", run_id, "--format", "onnx", "-o", str(artifact)],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                env=env,
+            )
+            if res.returncode != 0:
+                notes.append(f"rlo export failed, no exported rows: {(res.stderr or res.stdout).strip()[-500:]}")
+            else:
+                edge_port = free_port()
+                edge = subprocess.Popen(
+                    [PY, "-m", "orchestrator.cli", "serve", str(artifact), "--port", str(edge_port), "--name", "edge"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                procs.append(edge)
+                edge_url = f"http://127.0.0.1:{edge_port}/edge"  # the Serve endpoint's URL layout
+                if wait_healthy(edge_url, edge):
+                    measure_http("exported (rlo serve)", Predictor(edge_url), obs, batches, args, results)
+                else:
+                    notes.append("`rlo serve` did not answer /healthz: no exported rows")
+                stop(edge)
+        else:
+            notes.append("`rlo export` / `rlo serve` are not in this checkout yet: no exported-artifact rows")
     finally:
+        for proc in procs:
+            if proc.poll() is None:
+                stop(proc)
+        for cleanup in cleanups:
+            cleanup()
         if tmp is not None:
             LocalRayManager().down()
             tmp.cleanup()
 
     print(f"\nauto-scaling policy ({run_id}), {os.cpu_count()} CPUs, {args.seconds:g} s per case\n")
-    print(f"{'case':58} {'req/s':>8} {'obs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'obs/s vs in-process':>20}")
+    print(f"{'case':50} {'req/s':>8} {'obs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'obs/s vs in-process':>20}")
+    ceilings = {1: results[0], args.batch: results[1]}
     for r in results:
-        ceiling = ceiling_one if r.per_call == 1 else ceiling_batch
-        ratio = r.obs_per_s / ceiling.obs_per_s
-        print(f"{r.name:58} {r.rps:8.0f} {r.obs_per_s:9.0f} {r.p50:8.2f} {r.p99:8.2f} {ratio:19.3f}x")
+        ratio = r.obs_per_s / ceilings[r.per_call].obs_per_s
+        print(f"{r.name:50} {r.rps:8.0f} {r.obs_per_s:9.0f} {r.p50:8.2f} {r.p99:8.2f} {ratio:19.3f}x")
     by_name = {r.name: r for r in results}
-    seq = by_name["HTTP, 1 observation per request, 1 client"]
-    conc = by_name[f"HTTP, 1 observation per request, {c} clients"]
-    nobatch = by_name[f"HTTP, 1 observation per request, {c} clients, no batching"]
-    batched = by_name[f"HTTP, {args.batch} observations per request, 1 client"]
-    print(
-        f"\nHTTP adds {seq.p50 - ceiling_one.p50:.2f} ms at p50 to one observation ({seq.p50 / ceiling_one.p50:.0f}x "
-        f"the in-process call); {c} concurrent clients reach {conc.rps / seq.rps:.2f}x one client's req/s; "
-        f"Serve's request batching gives {conc.rps / nobatch.rps:.2f}x the req/s of no batching under that load; "
-        f"{args.batch} observations per request serve {batched.obs_per_s / seq.obs_per_s:.1f}x the observations/s "
-        f"of one per request."
+
+    def ratio_line(label: str, ours: str, ref: str, goal: float | None = None) -> None:
+        a, b = by_name.get(ours), by_name.get(ref)
+        if a and b:
+            met = "" if goal is None else f"  (goal >= {goal:g}x: {'met' if a.rps / b.rps >= goal else 'NOT met'})"
+            print(f"{label}: {a.rps / b.rps:.2f}x req/s, p50 {a.p50:.2f} vs {b.p50:.2f} ms{met}")
+
+    print()
+    for clients in (f"{c} clients", "1 client"):
+        case = f"1 obs/request, {clients}"
+        ratio_line(f"Serve vs bare FastAPI, {case}", f"Serve, {case}", f"bare FastAPI, {case}", 0.15)
+        ratio_line(f"exported vs bare FastAPI, {case}", f"exported (rlo serve), {case}", f"bare FastAPI, {case}", 0.5)
+        ratio_line(f"Serve direct vs via proxy, {case}", f"Serve, {case}", f"Serve via proxy, {case}")
+    ratio_line(
+        f"Serve batching vs none, {c} clients",
+        f"Serve, 1 obs/request, {c} clients",
+        f"Serve, 1 obs/request, {c} clients, no batching",
     )
+    for note in notes:
+        print(f"note: {note}")
+    print(f"(total {time.monotonic() - started:.0f} s)")
 
 
 if __name__ == "__main__":

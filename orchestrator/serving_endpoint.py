@@ -1,8 +1,13 @@
 """What runs inside the Serve replica: the HTTP routes of a policy endpoint (the contract and its checks are
 `predict_api`'s, shared with the Ray-free server). Concurrent requests are batched (`@serve.batch`) into one
-forward pass of the policy."""
+forward pass of the policy; a request that arrives alone is answered at once, without waiting for company.
+
+With `config["server_timing"]` (benchmarks/serving_profile.py sets it) /predict answers carry a `Server-Timing`
+header: the replica's own time per phase, so a profile can tell the replica's share from the transport's."""
 
 # No `from __future__ import annotations` here: FastAPI reads the routes' parameter types (`Request`) at runtime.
+import time
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
@@ -75,17 +80,21 @@ class PolicyEndpoint:
         from gymnasium import spaces
 
         self._probabilities_ok = isinstance(self.policy.action_space, spaces.Discrete | spaces.MultiDiscrete)
+        self._batching = int(config.get("max_batch_size", 32)) > 1
+        self._in_flight = 0  # /predict requests in this replica (one event loop: no lock needed)
+        self._server_timing = bool(config.get("server_timing"))
 
     def describe(self) -> dict:
         """What /info answers, for a caller with a handle on this deployment (deploy: over Ray, no HTTP key)."""
         return self.info
 
+    # The routes are `async def`: they never block, and a sync route would hop to a thread pool per request.
     @app.get("/healthz")
-    def healthz(self) -> dict:
+    async def healthz(self) -> dict:
         return {"status": "ok"}
 
     @app.get("/info")
-    def model_info(self, request: Request):
+    async def model_info(self, request: Request):
         try:
             check_api_key(request.headers, self._digest)
         except BadRequest as e:
@@ -94,17 +103,37 @@ class PolicyEndpoint:
 
     @app.post("/predict")
     async def predict(self, request: Request):
+        # Counted from arrival: a request that finds others on their way (reading their bodies, or queued for a
+        # batch) waits for them in `@serve.batch`; one that arrives alone is answered at once, without the batch
+        # wait and the task switches of the queue.
+        self._in_flight += 1
         try:
-            check_api_key(request.headers, self._digest)
-            check_content_type(request.headers)
-            req = self.checker.parse(await read_body(request, self.max_body_bytes))
-            if req.probabilities and not self._probabilities_ok:
-                raise BadRequest(
-                    422, f"action probabilities need a discrete action space, not {self.info['action_space']}"
-                )
-        except BadRequest as e:
-            return _error(e)
-        return await self._answer(req)
+            t0 = time.perf_counter()
+            try:
+                check_api_key(request.headers, self._digest)
+                check_content_type(request.headers)
+                body = await read_body(request, self.max_body_bytes)
+                t1 = time.perf_counter()
+                req = self.checker.parse(body)
+                if req.probabilities and not self._probabilities_ok:
+                    raise BadRequest(
+                        422, f"action probabilities need a discrete action space, not {self.info['action_space']}"
+                    )
+            except BadRequest as e:
+                return _error(e)
+            t2 = time.perf_counter()
+            if self._batching and self._in_flight > 1:
+                answer = await self._answer(req)
+            else:
+                answer = answer_batch(self.policy, [req])[0]
+        finally:
+            self._in_flight -= 1
+        # A JSONResponse of the plain dict: FastAPI would otherwise walk it again (jsonable_encoder) to encode it.
+        if not self._server_timing:
+            return JSONResponse(answer)
+        t3 = time.perf_counter()
+        timing = f"body;dur={(t1 - t0) * 1e3:.3f}, parse;dur={(t2 - t1) * 1e3:.3f}, answer;dur={(t3 - t2) * 1e3:.3f}"
+        return JSONResponse(answer, headers={"Server-Timing": timing})
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.001)
     async def _answer(self, requests: list[PredictRequest]) -> list[dict]:

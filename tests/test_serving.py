@@ -8,6 +8,7 @@ import json
 import socket
 import sqlite3
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -236,18 +237,35 @@ def test_concurrent_requests_get_their_own_answers(endpoint, cartpole_policy):
     # Concurrent requests are batched into one forward pass: each must still get exactly its own answer.
     obs = env_observations("CartPole-v1", 120, seed=1)
     expected = cartpole_policy.act(obs)
-    predictor = Predictor(endpoint["url"])
+    # Through Serve's proxy, and straight to the replica's own server (what `attach`/deploy's Predictor uses).
+    for predictor in (Predictor(endpoint["url"]), Predictor.attach("cartpole")):
 
-    def one(i: int):
-        if i % 3 == 0:
-            return predictor.predict(obs[i : i + 7]).tolist(), expected[i : i + 7].tolist()
-        if i % 3 == 1:
-            return predictor.predict(obs[i]).tolist(), expected[i].tolist()
-        return predictor.query(obs[i], values=False).actions.tolist(), expected[i].tolist()
+        def one(i: int, predictor=predictor):
+            if i % 3 == 0:
+                return predictor.predict(obs[i : i + 7]).tolist(), expected[i : i + 7].tolist()
+            if i % 3 == 1:
+                return predictor.predict(obs[i]).tolist(), expected[i].tolist()
+            return predictor.query(obs[i], values=False).actions.tolist(), expected[i].tolist()
 
-    with ThreadPoolExecutor(16) as pool:
-        pairs = list(pool.map(one, range(len(obs) - 7)))
-    assert all(got == want for got, want in pairs)
+        with ThreadPoolExecutor(16) as pool:
+            pairs = list(pool.map(one, range(len(obs) - 7)))
+        assert all(got == want for got, want in pairs)
+
+
+@pytest.mark.ray
+def test_predictor_goes_to_the_replica_and_back_to_the_proxy_when_it_is_gone(endpoint, cartpole_policy):
+    obs = env_observations("CartPole-v1", 8, seed=2)
+    expected = cartpole_policy.act(obs)
+    (direct,) = Predictor.attach("cartpole").direct_urls
+    assert urllib.parse.urlsplit(direct).port != PORT and direct.endswith("/cartpole")
+    assert http("POST", direct + "/predict", json.dumps({"observations": obs.tolist()})) == (
+        200,
+        {"actions": expected.tolist()},
+    )
+    # A replica URL where nothing listens any more (a replica restarted on another port): the proxy answers.
+    gone = Predictor(endpoint["url"], direct_urls=[f"http://127.0.0.1:{free_port()}/cartpole"])
+    np.testing.assert_array_equal(gone.predict(obs), expected)
+    assert gone.predict(obs[0]) == expected[0]
 
 
 BAD_REQUESTS = [
@@ -309,8 +327,11 @@ def test_info_health_endpoints_and_loopback_only(rlo_home, endpoint, cartpole):
     ]
     assert listed[0]["choice"] == "latest" and listed[0]["iteration"] == 2
 
-    # Serve's HTTP proxy listens on loopback only.
+    # Serve's HTTP proxy listens on loopback only, and so does the replica's own server (direct ingress).
     assert listening_addresses(PORT) == {"127.0.0.1"}
+    (direct,) = Predictor.attach("cartpole").direct_urls
+    assert listening_addresses(urllib.parse.urlsplit(direct).port) == {"127.0.0.1"}
+    assert http("GET", direct + "/healthz") == (200, {"status": "ok"}) and http("GET", direct + "/info") == (200, info)
 
 
 @pytest.mark.ray
@@ -400,12 +421,13 @@ def test_autoscale_policy_behind_an_api_key(rlo_home, endpoint, autoscale_run, t
 
 @pytest.mark.ray
 def test_undeploy_stops_the_endpoint(rlo_home, endpoint):
+    direct_port = urllib.parse.urlsplit(Predictor.attach("cartpole").direct_urls[0]).port
     res = ok(rlo(rlo_home, "undeploy", "cartpole"))
     assert res.stdout.strip() == "undeployed cartpole"
     # The last endpoint gone, Serve itself stops: nothing listens on the port any more.
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(endpoint["url"] + "/healthz", timeout=10)
-    assert listening_addresses(PORT) == set()
+    assert listening_addresses(PORT) == set() and listening_addresses(direct_port) == set()
     assert "no endpoint is deployed" in ok(rlo(rlo_home, "endpoints")).stdout
     history = json.loads(ok(rlo(rlo_home, "endpoints", "--all", "--json")).stdout)
     assert {(e["name"], e["state"]) for e in history} >= {("cartpole", "undeployed"), ("autoscale", "undeployed")}

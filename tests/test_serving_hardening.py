@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import gymnasium as gym
@@ -22,6 +23,7 @@ from serving_helpers import free_port, http, ok, rlo, spec_file
 
 from orchestrator import UserError, attach
 from orchestrator.registry import EndpointRecord, Registry, RunRecord
+from orchestrator.serving import Predictor
 
 # --- deploy flags, without Ray ---------------------------------------------------------------------------------------
 
@@ -251,7 +253,9 @@ def keyed(rlo_home, trained, tmp_path_factory):
     key_file = tmp_path_factory.mktemp("keys") / "hard.key"
     res = ok(rlo(rlo_home, "deploy", trained, "--name", NAME, "--port", PORT, "--api-key-file", key_file, "--json"))
     info = json.loads(res.stdout)
-    yield {**info, "key_file": key_file, "key": key_file.read_text().strip()}
+    # The replica's own HTTP server (Serve's direct ingress), where Predictor sends requests: the same checks.
+    (direct,) = Predictor.attach(NAME).direct_urls
+    yield {**info, "key_file": key_file, "key": key_file.read_text().strip(), "direct": direct}
     rlo(rlo_home, "undeploy", "--all")
 
 
@@ -259,10 +263,10 @@ def auth(keyed) -> dict:
     return {"Authorization": f"Bearer {keyed['key']}"}
 
 
-def raw_http(head: str, parts=(), timeout: float = 30) -> tuple[int, dict]:
+def raw_http(head: str, parts=(), timeout: float = 30, port: int = PORT) -> tuple[int, dict]:
     """Send a request's head and then `parts` (bytes) on one connection, without finishing a body unless the
     parts do; read the answer. A server that waited for the rest of the body would time out here."""
-    with socket.create_connection(("127.0.0.1", PORT), timeout=timeout) as s:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(head.encode())
         for p in parts:
             try:
@@ -288,65 +292,77 @@ def raw_http(head: str, parts=(), timeout: float = 30) -> tuple[int, dict]:
     return status, json.loads(body[:length])
 
 
-def head(path: str, headers: dict) -> str:
-    lines = [f"POST /{NAME}/{path} HTTP/1.1", f"Host: 127.0.0.1:{PORT}", *(f"{k}: {v}" for k, v in headers.items())]
+def head(path: str, headers: dict, port: int = PORT) -> str:
+    lines = [f"POST /{NAME}/{path} HTTP/1.1", f"Host: 127.0.0.1:{port}", *(f"{k}: {v}" for k, v in headers.items())]
     return "\r\n".join(lines) + "\r\n\r\n"
+
+
+def ports(keyed) -> list[int]:
+    """Serve's proxy and the replica's own server: every check must hold on both ways in."""
+    return [PORT, urllib.parse.urlsplit(keyed["direct"]).port]
 
 
 @pytest.mark.ray
 def test_info_shows_the_body_limit(keyed):
     assert keyed["max_body_bytes"] == 1 << 20 and keyed["api_key_required"] is True
-    served = {k: v for k, v in keyed.items() if k not in ("url", "key_file", "key")}
+    served = {k: v for k, v in keyed.items() if k not in ("url", "key_file", "key", "direct")}
     assert http("GET", keyed["url"] + "/info", headers=auth(keyed)) == (200, served)
+    assert http("GET", keyed["direct"] + "/info", headers=auth(keyed)) == (200, served)
 
 
 @pytest.mark.ray
 def test_an_oversized_body_is_refused_before_it_is_read(keyed):
     # 200 MB announced, 64 KB sent: the answer must come without the rest of the body.
     headers = {**auth(keyed), "Content-Type": "application/json", "Content-Length": str(200 << 20)}
-    status, out = raw_http(head("predict", headers), [b" " * 65536])
-    assert status == 413, out
-    assert f"the request body is {200 << 20} bytes; this endpoint takes at most {1 << 20} bytes" in out["detail"]
+    for port in ports(keyed):
+        status, out = raw_http(head("predict", headers, port), [b" " * 65536], port=port)
+        assert status == 413, (port, out)
+        assert f"the request body is {200 << 20} bytes; this endpoint takes at most {1 << 20} bytes" in out["detail"]
     # The endpoint still answers normally afterwards.
     body = json.dumps({"observation": OBS})
     assert http("POST", keyed["url"] + "/predict", body, auth(keyed))[0] == 200
+    assert http("POST", keyed["direct"] + "/predict", body, auth(keyed))[0] == 200
 
 
 @pytest.mark.ray
 def test_a_chunked_body_is_refused_once_over_the_limit(keyed):
     headers = {**auth(keyed), "Content-Type": "application/json", "Transfer-Encoding": "chunked"}
     chunk = b" " * 65536
-    # 1.25 MB in 20 chunks and never the last chunk: the endpoint stops reading at 1 MB and answers.
-    parts = [f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(20)]
-    status, out = raw_http(head("predict", headers), parts)
-    assert status == 413 and f"more than {1 << 20} bytes" in out["detail"], out
+    for port in ports(keyed):
+        # 1.25 MB in 20 chunks and never the last chunk: the endpoint stops reading at 1 MB and answers.
+        parts = [f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(20)]
+        status, out = raw_http(head("predict", headers, port), parts, port=port)
+        assert status == 413 and f"more than {1 << 20} bytes" in out["detail"], (port, out)
 
-    # A chunked body under the limit is read whole.
-    body = json.dumps({"observations": [OBS, OBS]}).encode()
-    pieces = [body[:10], body[10:25], body[25:]]
-    parts = [f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in pieces] + [b"0\r\n\r\n"]
-    status, out = raw_http(head("predict", headers), parts)
-    assert status == 200 and len(out["actions"]) == 2, out
+        # A chunked body under the limit is read whole.
+        body = json.dumps({"observations": [OBS, OBS]}).encode()
+        pieces = [body[:10], body[10:25], body[25:]]
+        parts = [f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in pieces] + [b"0\r\n\r\n"]
+        status, out = raw_http(head("predict", headers, port), parts, port=port)
+        assert status == 200 and len(out["actions"]) == 2, (port, out)
 
 
 @pytest.mark.ray
 def test_deep_json_over_http_is_a_400(keyed):
-    status, out = http("POST", keyed["url"] + "/predict", "[" * 100_000 + "]" * 100_000, auth(keyed))
-    assert status == 400 and "nested more than 64 levels deep" in out["detail"], out
+    for url in (keyed["url"], keyed["direct"]):
+        status, out = http("POST", url + "/predict", "[" * 100_000 + "]" * 100_000, auth(keyed))
+        assert status == 400 and "nested more than 64 levels deep" in out["detail"], (url, out)
 
 
 @pytest.mark.ray
 def test_only_json_bodies_are_taken(keyed):
-    url, body = keyed["url"] + "/predict", json.dumps({"observation": OBS})
-    for ctype in ("text/plain", "application/x-www-form-urlencoded"):  # the latter: curl -d's and urllib's default
-        status, out = http("POST", url, body, {**auth(keyed), "Content-Type": ctype})
-        assert status == 415 and f"got `{ctype}`" in out["detail"] and "--json" in out["detail"], out
-    status, out = raw_http(head("predict", {**auth(keyed), "Content-Length": str(len(body))}), [body.encode()])
-    assert status == 415 and "no Content-Type" in out["detail"], out
-    status, out = http("POST", url, body, {**auth(keyed), "Content-Type": "application/json; charset=utf-8"})
-    assert status == 200 and out["action"] in (0, 1)
-    # Without the key, the key is what is refused first (nothing about the request is told).
-    assert http("POST", url, body, {"Content-Type": "text/plain"})[0] == 401
+    for base, port in zip((keyed["url"], keyed["direct"]), ports(keyed), strict=True):
+        url, body = base + "/predict", json.dumps({"observation": OBS})
+        for ctype in ("text/plain", "application/x-www-form-urlencoded"):  # the latter: curl -d's and urllib's
+            status, out = http("POST", url, body, {**auth(keyed), "Content-Type": ctype})
+            assert status == 415 and f"got `{ctype}`" in out["detail"] and "--json" in out["detail"], out
+        headers = {**auth(keyed), "Content-Length": str(len(body))}
+        status, out = raw_http(head("predict", headers, port), [body.encode()], port=port)
+        assert status == 415 and "no Content-Type" in out["detail"], out
+        status, out = http("POST", url, body, {**auth(keyed), "Content-Type": "application/json; charset=utf-8"})
+        assert status == 200 and out["action"] in (0, 1)
+        # Without the key, the key is what is refused first (nothing about the request is told).
+        assert http("POST", url, body, {"Content-Type": "text/plain"})[0] == 401
 
 
 @pytest.mark.ray
@@ -360,6 +376,9 @@ def test_a_redeploy_keeps_the_api_key_unless_asked_for_none(rlo_home, keyed, tra
     assert "kept from the previous deploy" in res.stderr and "--no-api-key" in res.stderr
     assert http("POST", url, body)[0] == 401
     assert http("POST", url, body, auth(keyed))[0] == 200
+    (direct,) = Predictor.attach(NAME).direct_urls  # the new replica's own server: the key holds there too
+    assert http("POST", direct + "/predict", body)[0] == 401
+    assert http("POST", direct + "/predict", body, auth(keyed))[0] == 200
     status, info = http("GET", keyed["url"] + "/info", headers=auth(keyed))
     assert status == 200 and info["api_key_required"] is True and info["max_body_bytes"] == 1 << 19
     assert registry.endpoint(NAME).extra["api_key_required"] is True
