@@ -351,7 +351,7 @@ def _torch_export(network, example, path: Path, outputs: list[str], checkpoint: 
 
 def export_run(run, *, checkpoint: str = "latest", format: str = "onnx", out: str | os.PathLike | None = None) -> dict:
     """`Run.export`: the run's checkpoint (latest, best or a path) with the run's preprocessing and provenance."""
-    from .serving import _atari_preprocessing, default_name, resolve_checkpoint
+    from .serving import atari_preprocessing, default_name, resolve_checkpoint
     from .training import is_atari
 
     if format not in FORMATS:
@@ -364,7 +364,7 @@ def export_run(run, *, checkpoint: str = "latest", format: str = "onnx", out: st
     trained = run.policy_info()
     env_id = trained.get("env")
     env_config = dict(trained.get("env_config") or {})
-    atari = _atari_preprocessing(run.record.spec, env_config) if env_id and is_atari(env_id) else None
+    atari = atari_preprocessing(run.record.spec, env_config) if env_id and is_atari(env_id) else None
     return export_policy(
         path,
         out=out if out is not None else Path.cwd() / f"{run.id}.onnx",

@@ -288,7 +288,7 @@ def default_name(run) -> str:
     return name or "policy"
 
 
-def _check_name(name: str) -> str:
+def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise UserError(
             f"endpoint name `{name}` is not usable in a URL",
@@ -298,7 +298,7 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -319,32 +319,32 @@ def _check_port_free(host: str, port: int) -> None:
                     f"cannot serve on {host}:{port}: something else listens there",
                     fix="pick another port with --port (or stop what listens there)",
                 ) from None
-            raise UserError(f"cannot serve on {host}:{port}: {e.strerror or e}", fix=_HOST_FIX) from None
+            raise UserError(f"cannot serve on {host}:{port}: {e.strerror or e}", fix=HOST_FIX) from None
 
 
-_HOST_FIX = "give --host an address of this machine: 127.0.0.1 (the default), or 0.0.0.0 for every interface"
+HOST_FIX = "give --host an address of this machine: 127.0.0.1 (the default), or 0.0.0.0 for every interface"
 
 
 def _check_host(host: str) -> None:
     """`host` is an IP address or a name that resolves, and one this machine can listen on (before Ray starts:
     a bad host must not look like a busy port)."""
     if not isinstance(host, str) or not host.strip() or any(c.isspace() for c in host):
-        raise UserError(f"--host `{host}` is not a host name or an IP address", fix=_HOST_FIX)
+        raise UserError(f"--host `{host}` is not a host name or an IP address", fix=HOST_FIX)
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as e:
-        raise UserError(f"--host `{host}` does not resolve to an address ({e})", fix=_HOST_FIX) from None
+        raise UserError(f"--host `{host}` does not resolve to an address ({e})", fix=HOST_FIX) from None
     family, _, _, _, addr = infos[0]
     with socket.socket(family) as s:
         try:
             s.bind((addr[0], 0))  # any free port: only whether the address is this machine's
         except OSError as e:
             raise UserError(
-                f"--host `{host}` ({addr[0]}) is not an address of this machine: {e.strerror or e}", fix=_HOST_FIX
+                f"--host `{host}` ({addr[0]}) is not an address of this machine: {e.strerror or e}", fix=HOST_FIX
             ) from None
 
 
-def _check_options(
+def check_options(
     *,
     host: str | None,
     port: int | None,
@@ -425,7 +425,7 @@ def _read_key_file(path: Path) -> str:
     return _valid_key(text, f"the API key file {path}")
 
 
-def _api_key(api_key: str | None, api_key_file: str | None) -> tuple[str | None, str | None]:
+def resolve_api_key(api_key: str | None, api_key_file: str | None) -> tuple[str | None, str | None]:
     """(key, key file). A key file that does not exist yet gets a new random key (mode 600)."""
     if api_key and api_key_file:
         raise UserError("give either an API key or an API key file, not both")
@@ -670,7 +670,7 @@ def deploy(
     from .training import is_atari
 
     # Everything that can be refused is refused before the run is looked up and before Ray or Serve start.
-    _check_options(
+    check_options(
         host=host,
         port=port,
         replicas=replicas,
@@ -680,15 +680,15 @@ def deploy(
         max_body_mb=max_body_mb,
     )
     if name is not None:
-        _check_name(name)
+        check_name(name)
     if no_api_key and (api_key or api_key_file):
         raise UserError("give an API key (--api-key / --api-key-file) or --no-api-key, not both")
-    key, key_file = _api_key(api_key, api_key_file)
+    key, key_file = resolve_api_key(api_key, api_key_file)
     digest = key_digest(key) if key else None
 
     run = run if isinstance(run, Run) else attach_run(run)
     path, chosen = resolve_checkpoint(run, checkpoint)
-    name = _check_name(name or default_name(run))
+    name = check_name(name or default_name(run))
     registry = Registry(settings().registry_path)
     previous = registry.endpoint(name)
     notices = []
@@ -706,7 +706,7 @@ def deploy(
     trained = run.policy_info()
     env_id = trained.get("env")
     env_config = dict(trained.get("env_config") or {})
-    atari = _atari_preprocessing(run.record.spec, env_config) if env_id and is_atari(env_id) else None
+    atari = atari_preprocessing(run.record.spec, env_config) if env_id and is_atari(env_id) else None
 
     config = {
         "name": name,
@@ -765,7 +765,7 @@ def deploy(
                 **chosen,
                 "host": bound_host,
                 "port": bound_port,
-                "exposed": not _is_loopback(bound_host),
+                "exposed": not is_loopback(bound_host),
                 "api_key_required": digest is not None,
                 "api_key_file": key_file,
                 # What a redeploy keeps when the key was given with --api-key (a hash: the key is never stored).
@@ -787,7 +787,7 @@ def deploy(
             f"endpoint `{name}` replaced the one deployed {when} "
             f"(run {replaced.run_id}, checkpoint {replaced.checkpoint})",
         )
-    if not _is_loopback(bound_host):
+    if not is_loopback(bound_host):
         ports = ", ".join(str(urllib.parse.urlsplit(u).port) for u in direct)
         notices.append(
             f"Serve listens on {bound_host}"
@@ -802,7 +802,7 @@ def deploy(
     return predictor
 
 
-def _atari_preprocessing(spec: dict, env_config: dict) -> dict:
+def atari_preprocessing(spec: dict, env_config: dict) -> dict:
     """The frame size and stack training used (training._make_env; `model.dim` is the seeds' legacy spelling)."""
     legacy = ((((spec or {}).get("job") or {}).get("hyperparameters") or {}).get("model") or {}).get("dim")
     return {"dim": int(env_config.get("dim", legacy or 64)), "framestack": int(env_config.get("framestack", 4))}

@@ -114,7 +114,7 @@ def build_app(
 
 def _bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound before the URL is printed (so the URL is true, and port 0 picks one)."""
-    from ..serving import _HOST_FIX
+    from ..serving import HOST_FIX
 
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     family, _, _, _, addr = infos[0]
@@ -131,7 +131,7 @@ def _bind(host: str, port: int) -> socket.socket:
                 f"cannot serve on {host}:{port}: something else listens there",
                 fix="pick another port with --port (or stop what listens there)",
             ) from None
-        raise UserError(f"cannot serve on {host}:{port}: {e.strerror or e}", fix=_HOST_FIX) from None
+        raise UserError(f"cannot serve on {host}:{port}: {e.strerror or e}", fix=HOST_FIX) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -159,11 +159,11 @@ def serve(
     """Serve `artifact` in the foreground until Ctrl-C (or SIGTERM); prints its URL first."""
     import uvicorn
 
-    from ..serving import _api_key, _check_name, _check_options, _is_loopback
+    from ..serving import check_name, check_options, is_loopback, resolve_api_key
 
     host = host or DEFAULT_HOST
     port = DEFAULT_PORT if port is None else port
-    _check_options(  # deploy's checks of the same flags (port 0: any free port)
+    check_options(  # deploy's checks of the same flags (port 0: any free port)
         host=host,
         port=port or None,
         replicas=1,
@@ -175,14 +175,14 @@ def serve(
     if no_api_key and api_key_file:
         raise UserError("give --api-key-file or --no-api-key, not both")
     policy = OnnxPolicy.load(artifact)
-    name = _check_name(name or policy.metadata.get("name") or "policy")
-    if not no_api_key and not api_key_file and not _is_loopback(host):
+    name = check_name(name or policy.metadata.get("name") or "policy")
+    if not no_api_key and not api_key_file and not is_loopback(host):
         raise UserError(
             f"--host {host} makes the policy reachable from other machines, and it has no API key",
             fix="give --api-key-file FILE (a new random key is written if missing), or --no-api-key to serve it to "
             "anyone who can reach the port",
         )
-    key, key_file = _api_key(None, api_key_file)
+    key, key_file = resolve_api_key(None, api_key_file)
     digest = key_digest(key) if key else None
     app = build_app(
         policy,
@@ -210,7 +210,7 @@ def serve(
         f"  limits      request body at most {info['max_body_bytes']} bytes, as Content-Type: application/json",
         file=err,
     )
-    if not _is_loopback(sock.getsockname()[0]):
+    if not is_loopback(sock.getsockname()[0]):
         print(f"[rlo] note: listening on {host}: reachable from other machines", file=err)
     print("[rlo] Ctrl-C stops it", file=err, flush=True)
 
