@@ -477,3 +477,13 @@ def test_env_config_in_python_and_what_the_project_itself_uses():
 def test_shipped_specs_plan(path, home):  # noqa: F811
     res = rlo("plan", path)
     assert res.returncode == 0, res.stderr
+
+
+def test_billion_laughs_is_refused_within_a_second(tmp_path):
+    import time
+
+    path = spec_file(tmp_path, JOB + "  env_config:\n" + LAUGHS + "\n")
+    t0 = time.monotonic()
+    with pytest.raises(SpecError, match="expands to more than 100,000 values"):
+        S.load_spec(path)
+    assert time.monotonic() - t0 < 1.0
