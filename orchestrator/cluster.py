@@ -270,6 +270,8 @@ def join(
         )
     plan = plan_spec(spec)
     params = node_params(plan, pool)  # PlanError (exit 2) for a pool the spec does not have
+    tag = secrets.token_hex(3)
+    node_name = f"rlo-{name}-{tag}"
     cmd = [
         _ray_executable(),
         "start",
@@ -280,11 +282,13 @@ def join(
         *params.ray_start_flags(),
         # A temp dir of its own (Ray allows one per node): nodes sharing a machine must not share the runtime-env
         # folders, or one node's agent deletes a job's working dir from under another node's processes.
-        f"--temp-dir=/tmp/rlo-{name}-{secrets.token_hex(3)}",
+        f"--temp-dir=/tmp/rlo-{name}-{tag}",
+        # A name of its own, to tell when this very node has registered (counting the pool's nodes cannot: a
+        # node that just died may leave the count while this one joins it).
+        f"--node-name={node_name}",
         "--disable-usage-stats",
     ]
     proc, log_path = _spawn(cmd, _env(token), node_dir)
-    before = _count_pool_nodes(address, token, pool)
     state = NodeState(
         name=name,
         role="worker",
@@ -297,7 +301,7 @@ def join(
         started_at=time.time(),
         spec_path=spec_path,
     )
-    _wait(proc, log_path, lambda: _count_pool_nodes(address, token, pool) > before, f"the `{pool}` node")
+    _wait(proc, log_path, lambda: _node_registered(address, token, node_name), f"the `{pool}` node")
     (node_dir / "state.json").write_text(json.dumps(asdict(state), indent=2))
     return state, plan
 
@@ -320,11 +324,11 @@ def _alive_nodes(address: str, token: Path) -> list[dict]:
     return out
 
 
-def _count_pool_nodes(address: str, token: Path, pool: str) -> int:
+def _node_registered(address: str, token: Path, node_name: str) -> bool:
     try:
-        return sum(1 for n in _alive_nodes(address, token) if pool_resource(pool) in n["resources_total"])
-    except Exception:
-        return -1
+        return any(n.get("node_name") == node_name for n in _alive_nodes(address, token))
+    except Exception:  # the head not answering yet: not registered yet
+        return False
 
 
 def pool_of(resources: dict) -> str | None:
