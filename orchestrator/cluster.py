@@ -318,6 +318,7 @@ def _alive_nodes(address: str, token: Path) -> list[dict]:
             {
                 "node_id": info.node_id.hex(),
                 "ip": info.node_manager_address,
+                "node_name": info.node_name,
                 "resources_total": dict(info.resources_total),
             }
         )
