@@ -189,17 +189,21 @@ def env_config_problems(
         if not keys_only:
             problems += _atari_problems(env_config)
     known += list(TRAINING_ENV_KEYS) + list(GYM_MAKE_KEYS)
-    for key in env_config:
+    what = f"the {'Atari ' if atari else ''}env `{env_id}`"
+    return problems + _unknown_keys(env_config, known, what, listed=sorted(known))
+
+
+def _unknown_keys(
+    cfg: dict[str, Any], known: list[str], what: str, listed: list[str]
+) -> list[tuple[str, str, str | None]]:
+    """One problem per key of `cfg` that is not a known setting (`num_envs` is RLlib's, refused elsewhere)."""
+    out = []
+    for key in cfg:
         if key not in known and key != "num_envs":
             hint = did_you_mean(key, known)
-            problems.append(
-                (
-                    str(key),
-                    f"unknown setting of the {'Atari ' if atari else ''}env `{env_id}`" + (f"; {hint}" if hint else ""),
-                    f"known settings: {', '.join(sorted(known))}",
-                )
-            )
-    return problems
+            what_is_wrong = f"unknown setting of {what}" + (f"; {hint}" if hint else "")
+            out.append((str(key), what_is_wrong, f"known settings: {', '.join(listed)}"))
+    return out
 
 
 def _autoscale_id() -> str:
@@ -238,17 +242,7 @@ def _autoscale_problems(env_id: str, cfg: dict[str, Any], keys_only: bool) -> li
 
     fields = [f.name for f in dataclasses.fields(AutoScaleConfig)]
     known = fields + list(TRAINING_ENV_KEYS)
-    out = []
-    for key in cfg:
-        if key not in known and key != "num_envs":
-            hint = did_you_mean(key, known)
-            out.append(
-                (
-                    str(key),
-                    f"unknown setting of the auto-scaling env `{env_id}`" + (f"; {hint}" if hint else ""),
-                    f"known settings: {', '.join(known)}",
-                )
-            )
+    out = _unknown_keys(cfg, known, f"the auto-scaling env `{env_id}`", listed=known)
     if out or keys_only:
         return out
     try:
