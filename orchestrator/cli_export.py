@@ -56,14 +56,10 @@ def cmd_serve(args) -> int:
 
 
 def register(add) -> None:
+    from .cli_serving import run_and_checkpoint_args
+
     sp = add("export", cmd_export, "write a run's policy as one self-contained ONNX file (runs without Ray)")
-    sp.add_argument("run", metavar="RUN", help="run id (or a unique prefix of it)")
-    sp.add_argument(
-        "--checkpoint",
-        default="latest",
-        metavar="best|latest|PATH",
-        help="which checkpoint: latest (default), best (highest mean episode return), or a checkpoint folder",
-    )
+    run_and_checkpoint_args(sp)
     sp.add_argument("--format", default="onnx", choices=["onnx"], help="the artifact's format (onnx)")
     sp.add_argument("-o", "--out", metavar="FILE", help="where to write it (default: ./RUN.onnx)")
     sp.add_argument("--json", action="store_true", help="print what was written, with its metadata, as JSON")

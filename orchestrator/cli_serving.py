@@ -137,8 +137,8 @@ def cmd_plot(args) -> int:
     return 0
 
 
-def register(add) -> None:
-    sp = add("deploy", cmd_deploy, "serve a run's policy over HTTP (Ray Serve on 127.0.0.1); prints its URL")
+def run_and_checkpoint_args(sp) -> None:
+    """RUN and --checkpoint, as `deploy` and `export` take them."""
     sp.add_argument("run", metavar="RUN", help="run id (or a unique prefix of it)")
     sp.add_argument(
         "--checkpoint",
@@ -146,6 +146,11 @@ def register(add) -> None:
         metavar="best|latest|PATH",
         help="which checkpoint: latest (default), best (highest mean episode return), or a checkpoint folder",
     )
+
+
+def register(add) -> None:
+    sp = add("deploy", cmd_deploy, "serve a run's policy over HTTP (Ray Serve on 127.0.0.1); prints its URL")
+    run_and_checkpoint_args(sp)
     sp.add_argument("--name", help="endpoint name, the URL's prefix (default: the job's name, else the run id)")
     sp.add_argument(
         "--host",
