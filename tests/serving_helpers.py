@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -17,10 +18,26 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# Below the kernel's ephemeral range (32768-60999 here; /proc/sys/net/ipv4/ip_local_port_range) and above Ray's
+# worker ports (10002-19999): a port picked when a module is collected must still be free when its tests run half
+# an hour later, and a port from bind(0) is one the kernel hands out again, to Ray's own servers and to every
+# outgoing connection (CI saw a module's Serve port taken by the time its fixture deployed).
+TEST_PORTS = range(20000, 32768)
+_picked: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for port in random.Random().sample(TEST_PORTS, 200):
+        if port in _picked:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _picked.add(port)
+        return port
+    raise RuntimeError(f"no free port in {TEST_PORTS} after 200 tries")
 
 
 def rlo(home: Path, *args, timeout: float = 600) -> subprocess.CompletedProcess:
