@@ -9,6 +9,7 @@ def cmd_cluster(args) -> int:
     from . import cluster
     from .cli import print_table
 
+    notices: list[str] = []
     if args.action == "start-head":
         state, plan = cluster.start_head(
             args.spec,
@@ -18,7 +19,10 @@ def cmd_cluster(args) -> int:
             dashboard_port=args.dashboard_port,
             token_file=args.token_file,
             name=args.name,
+            notices=notices,
         )
+        for n in notices:
+            print(f"note: {n}", file=sys.stderr)
         print(f"Ray head up: GCS {state.gcs_address}, dashboard and Job API {state.dashboard_url}")
         print(f"token: {state.token_path} (token authentication is on; copy it to the worker machines)")
         print("\nOn each worker machine (the spec's pools and node counts):")
@@ -38,7 +42,10 @@ def cmd_cluster(args) -> int:
             spec_path=args.spec,
             node_ip=args.node_ip_address,
             name=args.name,
+            notices=notices,
         )
+        for n in notices:
+            print(f"note: {n}", file=sys.stderr)
         print(f"node `{state.name}` of pool `{state.pool}` joined {state.gcs_address} (pid {state.pid})")
         return 0
     if args.action == "status":

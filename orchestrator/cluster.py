@@ -115,16 +115,62 @@ def _node_dir(name: str) -> Path:
     return d
 
 
-def _ports() -> list[str]:
-    # Every fixed default port gets a free one, so several nodes (and the embedded Ray) can share a machine.
-    return [
-        f"--node-manager-port={_free_port()}",
-        f"--object-manager-port={_free_port()}",
-        f"--dashboard-agent-listen-port={_free_port()}",
-        f"--dashboard-agent-grpc-port={_free_port()}",
-        f"--metrics-export-port={_free_port()}",
-        f"--runtime-env-agent-port={_free_port()}",
-    ]
+# The ports a node listens on, fixed so that a firewall between the cluster's machines can name them (learned from
+# tests/test_cluster_network.py, which watches which connections cross between hosts during a job): the GCS (head
+# only, `--port`), each node's raylet (node manager and object manager) and its workers' range take connections
+# from the other nodes; the dashboard (head only) from whoever submits. The rest serve the node itself or the
+# head's dashboard. Each is Ray's own default where Ray has a fixed one.
+NODE_PORTS = {
+    "node-manager-port": 6380,
+    "object-manager-port": 6381,
+    "dashboard-agent-grpc-port": 6382,
+    "runtime-env-agent-port": 6383,
+    "metrics-export-port": 6384,
+    "dashboard-agent-listen-port": 52365,  # Ray's default
+}
+RAY_CLIENT_PORT = 10001  # Ray's default (the head's Ray Client server)
+# The head's own ports besides NODE_PORTS: `--port` and `--dashboard-port` (their defaults), the Ray Client server,
+# and the Prometheus endpoints of Ray's autoscaler monitor and dashboard (Ray's fixed defaults, which Ray binds on
+# every interface in a cluster; like each node's metrics-export-port they answer without the token).
+HEAD_PORTS = {
+    "port": 6379,
+    "dashboard-port": 8265,
+    "ray-client-server-port": RAY_CLIENT_PORT,
+    "autoscaler-metrics": 44217,  # ray.autoscaler._private.constants.AUTOSCALER_METRIC_PORT
+    "dashboard-metrics": 44227,  # ray.dashboard.consts.DASHBOARD_METRIC_PORT
+}
+WORKER_PORTS = (10002, 19999)  # Ray's default range: workers and actors (env runners), reached from other nodes
+# Ports other nodes connect to (besides the head's GCS port): what must be open between the cluster's machines.
+PEER_PORTS = ("node-manager-port", "object-manager-port")
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _ports(node_ip: str, notices: list[str], *, client: bool = False) -> list[str]:
+    """`ray start` flags for NODE_PORTS: the fixed ports, unless another node already runs on this machine (several
+    nodes on one machine, as in the tests): then free ones, all of them, with a notice. All or none, because a
+    starting node binds its raylet's ports at once but its agents' ports up to a minute later: a port that looks
+    free may be the other node's, still to be bound."""
+    wanted = dict(NODE_PORTS, **({"ray-client-server-port": RAY_CLIENT_PORT} if client else {}))
+    taken = [f"{p} ({flag})" for flag, p in wanted.items() if not (_port_free("", p) and _port_free(node_ip, p))]
+    if taken:
+        notices.append(
+            f"port {', '.join(taken)} is taken on this machine (another Ray node?); this node takes free ports, not "
+            f"the fixed ones ({', '.join(map(str, wanted.values()))}) a firewall between machines would name"
+        )
+        wanted = {flag: _free_port() for flag in wanted}
+    lo, hi = WORKER_PORTS
+    flags = [f"--{flag}={port}" for flag, port in wanted.items()]
+    return [*flags, f"--min-worker-port={lo}", f"--max-worker-port={hi}"]
 
 
 def _env(token_path: Path) -> dict[str, str]:
@@ -133,11 +179,16 @@ def _env(token_path: Path) -> dict[str, str]:
         RAY_AUTH_MODE="token",
         RAY_AUTH_TOKEN_PATH=str(token_path),
         RAY_USAGE_STATS_ENABLED="0",
+        # Ray's raylet gives its dashboard agent 15 s to start and then crashes the node (a loaded machine: seen
+        # joining while other jobs ran); a node that starts slowly should still start.
+        RAY_agent_register_timeout_ms=os.environ.get("RAY_agent_register_timeout_ms", "60000"),
         # Job drivers run with the head's `python`: the one that has this project installed.
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
     )
     env.pop("RAY_AUTH_TOKEN", None)
     env.pop("RAY_ADDRESS", None)
+    if _QUIETED:
+        env.pop("RAY_BACKEND_LOG_LEVEL", None)
     return env
 
 
@@ -156,6 +207,30 @@ def _spawn(cmd: list[str], env: dict, node_dir: Path) -> tuple[subprocess.Popen,
     return proc, log_path
 
 
+# Ray's raylet gives its agents 15 s (fixed in Ray 2.60) to report their ports, then aborts the node; on a loaded
+# machine the dashboard agent's imports alone can take longer (seen here with other jobs running), and a second
+# try, with the imports in the page cache, starts. That failure, and only that one, is retried.
+START_ATTEMPTS = 3
+_SLOW_START = "timed out during startup"
+
+
+def _start(cmd: list[str], env: dict, node_dir: Path, ready, what: str, notices: list[str]) -> subprocess.Popen:
+    for attempt in range(1, START_ATTEMPTS + 1):
+        proc, log_path = _spawn(cmd, env, node_dir)
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        try:
+            _wait(proc, log_path, ready, what)
+            return proc
+        except EngineError:
+            with open(log_path, "rb") as fh:
+                fh.seek(offset)
+                slow = _SLOW_START in fh.read().decode(errors="replace")
+            if not slow or proc.poll() is None or attempt == START_ATTEMPTS:
+                raise
+            notices.append(f"{what} was too slow to start (Ray's agents took over 15 s); attempt {attempt + 1}")
+    raise AssertionError("unreachable")
+
+
 def _wait(proc: subprocess.Popen, log_path: Path, ready, what: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -172,7 +247,15 @@ def _wait(proc: subprocess.Popen, log_path: Path, ready, what: str) -> None:
     )
 
 
+_QUIETED = False  # whether _gcs set RAY_BACKEND_LOG_LEVEL for this process (not for the nodes it starts)
+
+
 def _gcs(address: str, token_path: Path):
+    # Ray's C++ client logs each failed try as a warning on stderr; the error it raises says the same, once.
+    global _QUIETED
+    if "RAY_BACKEND_LOG_LEVEL" not in os.environ:
+        os.environ["RAY_BACKEND_LOG_LEVEL"] = "error"
+        _QUIETED = True
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_path)
     from ray._raylet import GcsClient
@@ -189,8 +272,11 @@ def start_head(
     dashboard_port: int = 8265,
     token_file: str | None = None,
     name: str = "head",
+    notices: list[str] | None = None,
 ) -> tuple[NodeState, Plan]:
-    """Start the spec's head node (its pool's resources, token auth on); publish the spec for joining nodes."""
+    """Start the spec's head node (its pool's resources, token auth on); publish the spec for joining nodes.
+    `notices` gets what the user should know (a port that had to move)."""
+    notices = [] if notices is None else notices
     spec = load_spec(spec_path)
     plan = plan_spec(spec)
     params = node_params(plan, HEAD_POOL)
@@ -206,19 +292,18 @@ def start_head(
         "--include-dashboard=true",
         f"--dashboard-host={dashboard_host}",
         f"--dashboard-port={dashboard_port}",
-        f"--ray-client-server-port={_free_port()}",
-        *_ports(),
+        *_ports(node_ip, notices, client=True),
         *params.ray_start_flags(),
         f"--temp-dir=/tmp/rlo-{name}-{secrets.token_hex(3)}",
         "--disable-usage-stats",
     ]
-    proc, log_path = _spawn(cmd, _env(token), node_dir)
+    log_path = node_dir / "ray.log"
     shown_host = "127.0.0.1" if dashboard_host in ("0.0.0.0", "::") else dashboard_host
     state = NodeState(
         name=name,
         role="head",
         pool=HEAD_POOL,
-        pid=proc.pid,
+        pid=0,
         gcs_address=f"{node_ip}:{port}",
         node_ip=node_ip,
         token_path=str(token),
@@ -227,17 +312,46 @@ def start_head(
         dashboard_url=f"http://{shown_host}:{dashboard_port}",
         spec_path=str(Path(spec_path).resolve()),
     )
-    _wait(proc, log_path, lambda: _http_ok(state.dashboard_url + "/api/jobs/", state.headers()), "the Ray head")
+    ready = lambda: _http_ok(state.dashboard_url + "/api/jobs/", state.headers())  # noqa: E731
+    state.pid = _start(cmd, _env(token), node_dir, ready, "the Ray head", notices).pid
     (node_dir / "state.json").write_text(json.dumps(asdict(state), indent=2))
     spec_json = json.dumps(spec.to_dict()).encode()
     _gcs(state.gcs_address, token).internal_kv_put(KV_SPEC_KEY, spec_json, True, KV_NAMESPACE)
     return state, plan
 
 
+REACH_TIMEOUT_S = 10
+
+
+def _check_reachable(address: str) -> None:
+    """A TCP connection to the head's GCS, before Ray's client tries for 40 s and says only "timed out"."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"`{address}` is not HOST:PORT", fix="give the head's GCS address, e.g. `10.0.0.4:6379`")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as e:
+        why = "nothing answered" if isinstance(e, TimeoutError) else (e.strerror or str(e)).lower()
+        raise UserError(
+            f"cannot reach the head's GCS at {address} from this machine ({why} within {REACH_TIMEOUT_S} s)",
+            fix=f"check the address (`rlo cluster start-head` printed the `rlo cluster join HOST:PORT` to use) and "
+            f"that TCP port {port} on the head is open to this machine (README: Your own cluster, ports)",
+        ) from None
+
+
 def published_spec(address: str, token_path: Path) -> Spec:
+    _check_reachable(address)
     try:
         raw = _gcs(address, token_path).internal_kv_get(KV_SPEC_KEY, KV_NAMESPACE)
-    except Exception as e:  # unreachable, wrong token
+    except Exception as e:  # wrong token; the head went away meanwhile
+        if "InvalidAuthToken" in str(e) or "Unauthenticated" in str(e):
+            raise UserError(
+                f"the head at {address} refused this machine's token ({token_path}): it is not the cluster's token",
+                fix="copy the token file `rlo cluster start-head` wrote on the head (RLO_HOME/cluster/head/auth_token) "
+                "to this machine and pass `--token-file FILE`",
+            ) from None
         raise EngineError(f"cannot read the cluster's spec from the head at {address}: {e}") from None
     if not raw:
         raise UserError(
@@ -255,8 +369,10 @@ def join(
     spec_path: str | None = None,
     node_ip: str = "127.0.0.1",
     name: str | None = None,
+    notices: list[str] | None = None,
 ) -> tuple[NodeState, Plan]:
     """Start a node of `pool` and join it to the cluster at `address` (the head's GCS address HOST:PORT)."""
+    notices = [] if notices is None else notices
     if "://" in address:
         raise UserError(f"`{address}` is a URL; join takes the head's GCS address", fix="e.g. `10.0.0.4:6379`")
     name = name or f"{pool}-{secrets.token_hex(2)}"
@@ -278,7 +394,7 @@ def join(
         f"--address={address}",
         "--block",
         f"--node-ip-address={node_ip}",
-        *_ports(),
+        *_ports(node_ip, notices),
         *params.ray_start_flags(),
         # A temp dir of its own (Ray allows one per node): nodes sharing a machine must not share the runtime-env
         # folders, or one node's agent deletes a job's working dir from under another node's processes.
@@ -288,12 +404,12 @@ def join(
         f"--node-name={node_name}",
         "--disable-usage-stats",
     ]
-    proc, log_path = _spawn(cmd, _env(token), node_dir)
+    log_path = node_dir / "ray.log"
     state = NodeState(
         name=name,
         role="worker",
         pool=pool,
-        pid=proc.pid,
+        pid=0,
         gcs_address=address,
         node_ip=node_ip,
         token_path=str(token),
@@ -301,7 +417,8 @@ def join(
         started_at=time.time(),
         spec_path=spec_path,
     )
-    _wait(proc, log_path, lambda: _node_registered(address, token, node_name), f"the `{pool}` node")
+    ready = lambda: _node_registered(address, token, node_name)  # noqa: E731
+    state.pid = _start(cmd, _env(token), node_dir, ready, f"the `{pool}` node", notices).pid
     (node_dir / "state.json").write_text(json.dumps(asdict(state), indent=2))
     return state, plan
 
