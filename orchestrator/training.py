@@ -12,17 +12,146 @@ import inspect
 import math
 import sys
 import traceback
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError, did_you_mean, shorten
 
-ALGORITHM_CONFIGS = {
-    "PPO": ("ray.rllib.algorithms.ppo", "PPOConfig"),
-    "IMPALA": ("ray.rllib.algorithms.impala", "IMPALAConfig"),
-    "APPO": ("ray.rllib.algorithms.appo", "APPOConfig"),
+# --- algorithms ----------------------------------------------------------------------------------------------
+# Specs take every online algorithm of RLlib's new API stack. The names are RLlib's own registry
+# (`ray.rllib.algorithms.registry.ALGORITHMS`); which of them learn online is asked of RLlib itself (see
+# `online_algorithms`), so an algorithm RLlib adds is taken without a change here.
+
+# Algorithms RLlib dropped (the old API stack, removed by Ray 2.10-2.40) -> what to use instead, and why.
+DROPPED_ALGORITHMS = {
+    "A2C": ("PPO", "synchronous actor-critic; PPO is its successor"),
+    "A3C": ("APPO", "asynchronous actor-critic; APPO (or IMPALA) samples asynchronously"),
+    "PG": ("PPO", "vanilla policy gradient"),
+    "DDPG": ("SAC", "continuous actions, off-policy"),
+    "TD3": ("SAC", "continuous actions, off-policy (SAC has twin Q-networks too)"),
+    "APEX": ("DQN", "distributed DQN; DQN with more env runners (`job.num_env_runners`)"),
+    "APEX_DQN": ("DQN", "distributed DQN; DQN with more env runners (`job.num_env_runners`)"),
+    "APEX_DDPG": ("SAC", "distributed DDPG"),
+    "R2D2": ("PPO", "recurrent DQN; PPO with `model: {use_lstm: true}` (or DQN without recurrence)"),
+    "SIMPLEQ": ("DQN", "DQN without its extensions"),
+    "ES": ("PPO", "evolution strategies: RLlib has no gradient-free algorithm now"),
+    "ARS": ("PPO", "augmented random search: RLlib has no gradient-free algorithm now"),
+    "DDPPO": ("PPO", "decentralized PPO; PPO with several learners (a head with several GPUs)"),
+    "MADDPG": ("PPO", "multi-agent DDPG; PPO in RLlib's multi-agent setup"),
+    "QMIX": ("PPO", "multi-agent value factorization; PPO in RLlib's multi-agent setup"),
+    "MAML": ("PPO", "meta-learning"),
+    "MBMPO": ("PPO", "model-based meta-learning"),
+    "DREAMER": ("DreamerV3", "the world-model algorithm's current version"),
+    "SLATEQ": ("DQN", "recommender slates"),
+    "ALPHAZERO": ("PPO", "self-play tree search"),
+    "ALPHASTAR": ("PPO", "league self-play"),
+    "LEELACHESSZERO": ("PPO", "self-play tree search"),
+    "BANDITLINUCB": ("PPO", "contextual bandits"),
+    "BANDITLINTS": ("PPO", "contextual bandits"),
+    "CRR": ("CQL", "offline RL (not run by rl-orchestrator's specs)"),
+    "DT": ("CQL", "offline RL (not run by rl-orchestrator's specs)"),
 }
+
+
+@functools.cache
+def registered_algorithms() -> tuple[str, ...]:
+    """The algorithm names RLlib registers, read from its registry module's source: importing RLlib takes
+    seconds, and a spec is validated (names only) without it. Falls back to importing the registry."""
+    import ast
+    import importlib.util
+
+    try:
+        ray_spec = importlib.util.find_spec("ray")
+        path = Path(next(iter(ray_spec.submodule_search_locations))) / "rllib" / "algorithms" / "registry.py"
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "ALGORITHMS" for t in node.targets):
+                names = tuple(k.value for k in node.value.keys if isinstance(k, ast.Constant))
+                if names:
+                    return names
+    except (AttributeError, OSError, StopIteration, SyntaxError, TypeError):
+        pass
+    from ray.rllib.algorithms.registry import ALGORITHMS
+
+    return tuple(ALGORITHMS)
+
+
+@functools.cache
+def online_algorithms() -> tuple[str, ...]:
+    """The registered algorithms that learn online (from env runners' samples), asked of RLlib: its config says
+    `is_online`, and its training step does not read recorded data (CQL's config is SAC's, `is_online` included,
+    but it trains on `offline_data`). Imports RLlib."""
+    from ray.rllib.algorithms.registry import ALGORITHMS
+
+    out = []
+    for name in registered_algorithms():
+        algo_class, config = ALGORITHMS[name]()
+        if config.is_online and "offline_data" not in inspect.getsource(algo_class.training_step):
+            out.append(name)
+    return tuple(out)
+
+
+def resolve_algorithm(name: str) -> tuple[str | None, str | None, str | None]:
+    """(RLlib's spelling of `name`, None, None), or (None, what is wrong, fix) for a name RLlib dropped or never
+    had. Case does not matter (`ppo`, `DREAMERV3`). Reads names only: no RLlib import."""
+    known = registered_algorithms()
+    for a in known:
+        if name.upper() == a.upper():
+            return a, None, None
+    key = name.upper().replace("-", "_")
+    if key in DROPPED_ALGORITHMS:
+        instead, what = DROPPED_ALGORITHMS[key]
+        return (
+            None,
+            f"RLlib no longer has the algorithm `{name}` ({what}); it was removed with RLlib's old API stack",
+            f"use `algorithm: {instead}`",
+        )
+    hint = did_you_mean(name.upper(), [a.upper() for a in known])
+    if hint:
+        hint = did_you_mean(name, known) or hint
+    return (
+        None,
+        f"unknown algorithm `{name}`" + (f"; {hint}" if hint else ""),
+        f"use one of RLlib's: {', '.join(known)}",
+    )
+
+
+def _checked_algorithm(algorithm: str) -> str:
+    """RLlib's name of an algorithm a spec can train; UserError for a dropped, unknown or offline one."""
+    name, what, fix = resolve_algorithm(algorithm)
+    if name is None:
+        raise UserError(what, fix=fix)
+    if name not in online_algorithms():
+        raise UserError(
+            f"`{name}` is one of RLlib's offline algorithms: it learns from recorded data, not from env runners",
+            fix=f"use an online one: {', '.join(online_algorithms())}",
+        )
+    return name
+
+
+class _AlgorithmConfigs(Mapping):
+    """`ALGORITHM_CONFIGS[name]` -> (module, AlgorithmConfig class name) for every online algorithm, read from
+    RLlib's registry on first use (importing RLlib)."""
+
+    @functools.cached_property
+    def _table(self) -> dict[str, tuple[str, str]]:
+        from ray.rllib.algorithms.registry import ALGORITHMS
+
+        classes = {name: type(ALGORITHMS[name]()[1]) for name in online_algorithms()}
+        return {name: (cls.__module__, cls.__name__) for name, cls in classes.items()}
+
+    def __getitem__(self, name: str) -> tuple[str, str]:
+        return self._table[name]
+
+    def __iter__(self):
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+ALGORITHM_CONFIGS = _AlgorithmConfigs()
 
 # Keys of env_config that configure our Atari preprocessing, not the ALE env itself.
 ATARI_WRAPPER_KEYS = ("dim", "framestack")
@@ -33,7 +162,13 @@ GYM_MAKE_KEYS = ("max_episode_steps", "disable_env_checker")
 # Import paths of the auto-scaling env (its Gymnasium id is rlo/AutoScale-v0).
 AUTOSCALE_CLASSES = ("orchestrator.autoscale.env:AutoScaleEnv", "orchestrator.autoscale:AutoScaleEnv")
 
-# Legacy (old API stack / the seeds) hyperparameter names -> current AlgorithmConfig attributes.
+# Legacy hyperparameters, as the seeds and the SageMaker RL / Azure ML Ray examples write them (RLlib 0.8-1.x),
+# read on RLlib's new API stack. Each legacy key gets ONE notice; what cannot carry over is an error naming the
+# key and its replacement. `framework: tf`/`tf2`, `use_pytorch: false`: a notice, not an error -- the new API stack
+# runs torch only, and RLlib's built-in models (all a config without `model.custom_model` uses) are the same
+# networks in torch; a custom TF model is refused (`model.custom_model`).
+
+# Legacy name -> current AlgorithmConfig attribute (the same value, the same meaning).
 LEGACY_HYPERPARAMETERS = {
     "sample_batch_size": "rollout_fragment_length",
     "num_sgd_iter": "num_epochs",
@@ -41,12 +176,81 @@ LEGACY_HYPERPARAMETERS = {
     "num_workers": "num_env_runners",
     "num_envs_per_worker": "num_envs_per_env_runner",
     "rollout_fragment_length": "rollout_fragment_length",
+    "lr_schedule": "lr",  # `lr` takes the schedule [[timestep, value], ...] itself now
+    "entropy_coeff_schedule": "entropy_coeff",
+    "timesteps_per_iteration": "min_sample_timesteps_per_iteration",
+    "min_iter_time_s": "min_time_s_per_iteration",
+    "min_time_s_per_reporting": "min_time_s_per_iteration",
+    "learning_starts": "num_steps_sampled_before_learning_starts",
+    "evaluation_num_workers": "evaluation_num_env_runners",
+    "metrics_smoothing_episodes": "metrics_num_episodes_for_smoothing",
+    "lambda": "lambda_",
 }
-# Legacy keys that have no meaning on the new API stack; dropped with a notice.
+# Legacy keys that have no meaning on the new API stack (or here): dropped with a notice saying why.
 DROPPED_HYPERPARAMETERS = {
     "num_data_loader_buffers": "the new API stack loads data on the learner itself",
+    "num_multi_gpu_tower_stacks": "the new API stack loads data on the learner itself",
     "num_gpus": "GPUs come from the cluster plan (`job.use_gpu`, the head's GPUs)",
-    "framework": "rl-orchestrator runs RLlib with torch",
+    "num_gpus_per_worker": "env runners do not use GPUs here (the plan gives GPUs to learners)",
+    "num_cpus_for_driver": "the plan keeps the head role's CPUs (`cluster.head.reserved_cpus`)",
+    "framework": "RLlib's new API stack runs torch only (the built-in models are the same networks)",
+    "use_pytorch": "RLlib's new API stack runs torch only (the built-in models are the same networks)",
+    "eager": "TensorFlow only; RLlib's new API stack runs torch",
+    "eager_tracing": "TensorFlow only; RLlib's new API stack runs torch",
+    "monitor": "no videos are recorded during training (the new API stack has no `monitor`)",
+    "ignore_worker_failures": "env runners that fail are always restarted here (fault tolerance)",
+    "recreate_failed_workers": "env runners that fail are always restarted here (fault tolerance)",
+    "simple_optimizer": "the new API stack has one learner path",
+    "synchronize_filters": "no observation filters run on env runners here",
+    "collect_metrics_timeout": "env runners report their metrics every iteration",
+}
+# Legacy keys that cannot carry over: key -> its replacement (the error's fix).
+UNMAPPABLE_HYPERPARAMETERS = {
+    "horizon": "cut episodes in the env: `env_config: {max_episode_steps: N}` (a Gymnasium id) or a TimeLimit "
+    "wrapper in your env",
+    "soft_horizon": "episodes end when the env says so (Gymnasium's `terminated`/`truncated`); remove it",
+    "no_done_at_end": "episodes end when the env says so (Gymnasium's `terminated`/`truncated`); remove it",
+    "exploration_config": "DQN explores with `epsilon: [[0, 1.0], [10000, 0.05]]`; PPO, IMPALA, APPO and SAC "
+    "explore through their stochastic policy (no setting)",
+    "exploration_fraction": "DQN: `epsilon: [[0, 1.0], [STEPS, FINAL_EPS]]` (STEPS = the old fraction x timesteps)",
+    "exploration_final_eps": "DQN: `epsilon: [[0, 1.0], [STEPS, FINAL_EPS]]`",
+    "schedule_max_timesteps": "DQN: `epsilon: [[0, 1.0], [STEPS, FINAL_EPS]]`",
+    "buffer_size": "`replay_buffer_config: {capacity: N}`",
+    "prioritized_replay": "`replay_buffer_config: {type: PrioritizedEpisodeReplayBuffer}` (DQN's and SAC's default)",
+    "prioritized_replay_alpha": "`replay_buffer_config: {type: PrioritizedEpisodeReplayBuffer, alpha: A}`",
+    "prioritized_replay_beta": "`replay_buffer_config: {type: PrioritizedEpisodeReplayBuffer, beta: B}`",
+    "final_prioritized_replay_beta": "`replay_buffer_config: {type: PrioritizedEpisodeReplayBuffer, beta: B}`",
+    "beta_annealing_fraction": "`replay_buffer_config: {type: PrioritizedEpisodeReplayBuffer, beta: B}`",
+    "prioritized_replay_eps": "`replay_buffer_config: {type: PrioritizedEpisodeReplayBuffer}`",
+    "callbacks": "callbacks are code: `orchestrator.compat.rllib_legacy.tune.run(config={'callbacks': ...})` in an "
+    "entry script, or an RLlibCallback subclass in an entry script of your own",
+    "multiagent": "RLlib's `config.multi_agent(policies=..., policy_mapping_fn=...)` in an entry script of your own",
+    "env": "give the env as `job.env` (a Gymnasium id or `package.module:Class`)",
+    "env_config": "give the env's settings as `job.env_config`",
+    "use_gpu_for_workers": "env runners do not use GPUs here; remove it",
+    "gpu_fraction": "GPUs come from the cluster plan; remove it",
+}
+# Legacy keys of the old `model` dict -> their DefaultModelConfig name (a notice each).
+LEGACY_MODEL_KEYS = {
+    "post_fcnet_hiddens": "head_fcnet_hiddens",
+    "post_fcnet_activation": "head_fcnet_activation",
+}
+# Old `model` keys with no meaning now (RLlib's Atari wrapper grayscales and stacks 4 frames itself).
+DROPPED_MODEL_KEYS = {
+    "grayscale": "RLlib's Atari preprocessing always converts to grayscale",
+    "zero_mean": "RLlib's Atari preprocessing scales frames itself",
+    "framestack": "RLlib's Atari preprocessing stacks frames (`env_config.framestack`, 4 by default)",
+}
+# Old `model` keys that cannot carry over -> their replacement.
+UNMAPPABLE_MODEL_KEYS = {
+    "custom_model": "a model of your own is an RLModule on the new API stack (`config.rl_module(rl_module_spec="
+    "RLModuleSpec(module_class=...))` in an entry script of your own); or drop it for the default model "
+    "(`fcnet_hiddens`, `conv_filters`)",
+    "custom_model_config": "goes with `custom_model`: an RLModule's `model_config` in an entry script of your own",
+    "custom_action_dist": "an RLModule's action distribution (`get_inference_action_dist_cls`) in an entry script "
+    "of your own",
+    "custom_preprocessor": "preprocess in the env (a Gymnasium ObservationWrapper) or an env-to-module connector",
+    "use_attention": "`use_lstm: true` (RLlib's default models have no attention net now)",
 }
 # Set by the planner; a spec must not set them as hyperparameters.
 PLANNED = {"num_env_runners", "num_envs_per_env_runner", "num_learners", "num_gpus_per_learner"}
@@ -108,6 +312,8 @@ def load_env_class(path: str, source_dir: str | Path | None = None):
         try:
             mod = importlib.import_module(module)
         except ImportError as e:
+            if _is_old_gym(e.name):
+                raise old_gym_error(f"the env module `{module}` (from `env: {path}`)", _user_line(e)) from None
             raise UserError(
                 f"cannot import the env module `{module}` (from `env: {path}`): {e}",
                 fix="check the module path; put the module in `job.source_dir` (shipped with the job) or install it",
@@ -128,12 +334,45 @@ def load_env_class(path: str, source_dir: str | Path | None = None):
                 fix="the module runs this code when it is imported; fix it or move it into the env's constructor",
             ) from None
     try:
-        return getattr(mod, name)
+        cls = getattr(mod, name)
     except AttributeError:
         hint = did_you_mean(name, [n for n in dir(mod) if not n.startswith("_")])
         raise UserError(
             f"module `{module}` has no `{name}` (from `env: {path}`)", fix=hint or "check the class name"
         ) from None
+    if is_old_gym_env(cls):
+        raise old_gym_error(f"the env `{path}`", f" (a `gym.Env`, from {getattr(mod, '__file__', module)})")
+    return cls
+
+
+def _is_old_gym(module_name: str | None) -> bool:
+    return module_name == "gym" or (module_name or "").startswith("gym.")
+
+
+def _user_line(e: BaseException) -> str:
+    """` (file, line N)` of the user's line that raised `e`, without the import machinery's frames."""
+    tb = traceback.extract_tb(e.__traceback__)
+    user = [f for f in tb if "importlib" not in f.filename and not f.filename.startswith("<frozen")]
+    return f" ({user[-1].filename}, line {user[-1].lineno})" if user else ""
+
+
+def is_old_gym_env(cls: Any) -> bool:
+    """Is `cls` an env class of OpenAI Gym (the `gym` package, whose API RLlib dropped) rather than Gymnasium?"""
+    gym = sys.modules.get("gym")
+    if gym is None or not inspect.isclass(cls) or not isinstance(getattr(gym, "Env", None), type):
+        return False
+    import gymnasium
+
+    return issubclass(cls, gym.Env) and not issubclass(cls, gymnasium.Env)
+
+
+def old_gym_error(what: str, where: str = "") -> UserError:
+    """The error for user code written for OpenAI Gym: RLlib's new API stack takes Gymnasium envs only."""
+    return UserError(
+        f"{what} uses `gym`{where}: RLlib's new API stack takes Gymnasium envs (`gym` is unmaintained since 2022)",
+        fix="use gymnasium: replace `import gym` with `import gymnasium as gym` (then `reset()` returns "
+        "`(obs, info)` and `step()` returns `(obs, reward, terminated, truncated, info)`)",
+    )
 
 
 def validate_env(env_id: str, source_dir: str | Path | None = None) -> str:
@@ -440,7 +679,8 @@ def preset(algorithm: str, env_kind: str) -> dict[str, Any]:
 
 
 def _config_class(algorithm: str):
-    module, name = ALGORITHM_CONFIGS[algorithm]
+    """RLlib's AlgorithmConfig class of `algorithm`; UserError for one RLlib dropped, an offline one or a typo."""
+    module, name = ALGORITHM_CONFIGS[_checked_algorithm(algorithm)]
     return getattr(importlib.import_module(module), name)
 
 
@@ -512,51 +752,172 @@ def _type_problem(cfg, name: str, value: Any) -> tuple[str, str] | None:
     return None
 
 
+def _is_deprecated(cfg, name: str) -> bool:
+    """A setting RLlib keeps only to refuse it (its default is DEPRECATED_VALUE, or reading it raises)."""
+    try:
+        default = getattr(cfg, name)
+    except Exception:
+        return True
+    return type(default) is int and default == _DEPRECATED_VALUE
+
+
+def _dropped_notice(key: str, value: Any) -> str:
+    if key in ("framework", "use_pytorch"):
+        given = f"`{key}: {_shown(value)}`"
+        torch = value in ("torch", True)
+        return f"hyperparameter {given} " + (
+            "is the default here: RLlib's new API stack runs torch"
+            if torch
+            else f"ignored: {DROPPED_HYPERPARAMETERS[key]}"
+        )
+    return f"hyperparameter `{key}` ignored: {DROPPED_HYPERPARAMETERS[key]}"
+
+
+def _translate_model(value: dict, notices: list[str], bad: list[tuple[str, str]]) -> tuple[dict, dict]:
+    """The old `model` dict -> (DefaultModelConfig settings, Atari env settings). `dim` is the Atari frame size
+    (`env_config.dim`); unknown keys are refused with a hint (RLlib would raise a TypeError in the job)."""
+    import dataclasses
+
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    fields = [f.name for f in dataclasses.fields(DefaultModelConfig)]
+    out, atari = {}, {}
+    for key, v in value.items():
+        if key == "dim":
+            atari["dim"] = v
+            notices.append("hyperparameter `model.dim` (legacy) sets the Atari frame size (`env_config.dim`)")
+        elif key in DROPPED_MODEL_KEYS:
+            notices.append(f"hyperparameter `model.{key}` ignored: {DROPPED_MODEL_KEYS[key]}")
+        elif key in UNMAPPABLE_MODEL_KEYS or key.startswith("attention_"):
+            bad.append((f"model.{key}", UNMAPPABLE_MODEL_KEYS.get(key, UNMAPPABLE_MODEL_KEYS["use_attention"])))
+        elif key == "lstm_use_prev_action_reward":
+            out["lstm_use_prev_action"] = out["lstm_use_prev_reward"] = v
+            notices.append(
+                "hyperparameter `model.lstm_use_prev_action_reward` is RLlib's legacy name; using "
+                "`model.lstm_use_prev_action` and `model.lstm_use_prev_reward`"
+            )
+        elif key in LEGACY_MODEL_KEYS:
+            out[LEGACY_MODEL_KEYS[key]] = v
+            notices.append(
+                f"hyperparameter `model.{key}` is RLlib's legacy name; using `model.{LEGACY_MODEL_KEYS[key]}`"
+            )
+        elif key in fields:
+            out[key] = v
+        else:
+            hint = did_you_mean(key, fields)
+            bad.append(
+                (
+                    f"model.{key}",
+                    (f"{hint}; " if hint else "")
+                    + "RLlib's DefaultModelConfig takes: "
+                    + ", ".join(f for f in fields if "initializer" not in f),
+                )
+            )
+    return out, atari
+
+
 def translate_hyperparameters(
     algorithm: str, hyperparameters: dict[str, Any], *, check_types: bool = True
 ) -> tuple[dict[str, Any], list[str]]:
     """Map legacy names, drop meaningless ones, and refuse unknown ones (with a hint) before submission, and
     values of the wrong type (`lr: "fast"`) where RLlib's default tells the type (see `_type_problem`).
-    `check_types=False`: map the names only (the values are placeholders)."""
-    cfg = _config_class(algorithm)()
+    `check_types=False`: map the names only (the values are placeholders).
+
+    Legacy keys (see LEGACY_HYPERPARAMETERS and the tables after it) get one notice each; a key that cannot
+    carry over is an error naming its replacement. `train_batch_size` keeps its old meaning, the whole batch:
+    `build_config` divides it among the plan's learners (`train_batch_size_per_learner`)."""
+    cls = _config_class(algorithm)
+    cfg = cls()
     valid = {n for n in dir(cfg) if not n.startswith("_") and not callable(getattr(type(cfg), n, None))}
     valid |= {"model_config", "lambda_", "clip_rewards"}
-    out, notices, bad, wrong = {}, [], [], []
+    out, notices, bad, wrong, unmappable = {}, [], [], [], []
     for key, value in hyperparameters.items():
         if key in DROPPED_HYPERPARAMETERS:
-            notices.append(f"hyperparameter `{key}` ignored: {DROPPED_HYPERPARAMETERS[key]}")
+            notices.append(_dropped_notice(key, value))
+            continue
+        if key == "observation_filter":
+            if value in (None, "NoFilter"):
+                notices.append("hyperparameter `observation_filter: NoFilter` ignored: no filter is the default")
+            else:
+                unmappable.append(
+                    (
+                        key,
+                        "the served and exported policy would not see the filter; scale observations in the env "
+                        "(`env_config.observation_scale`) or a Gymnasium ObservationWrapper",
+                    )
+                )
+            continue
+        if key == "num_cpus_per_worker":
+            if value == 1:
+                notices.append("hyperparameter `num_cpus_per_worker: 1` ignored: the plan gives each env runner 1 CPU")
+            else:
+                unmappable.append(
+                    (
+                        key,
+                        "the planner gives each env runner 1 CPU; fewer env runners (`job.num_env_runners`) leave "
+                        "CPUs to an env that uses threads",
+                    )
+                )
+            continue
+        if key in UNMAPPABLE_HYPERPARAMETERS:
+            unmappable.append((key, UNMAPPABLE_HYPERPARAMETERS[key]))
             continue
         if key == "model" and isinstance(value, dict):
-            # Old-stack model dict: `dim` is the Atari frame size; the rest goes to model_config.
-            value = dict(value)
-            if "dim" in value:
-                out.setdefault("_atari", {})["dim"] = value.pop("dim")
-                notices.append("hyperparameter `model.dim` (legacy) sets the Atari frame size (`env_config.dim`)")
-            if value:
-                out["model_config"] = value
+            model, atari = _translate_model(value, notices, unmappable)
+            if atari:
+                out.setdefault("_atari", {}).update(atari)
+            if model:
+                out.setdefault("model_config", {}).update(model)
+            continue
+        if key == "vf_share_layers" and _is_deprecated(cfg, key):
+            out.setdefault("model_config", {})["vf_share_layers"] = value
+            notices.append(
+                "hyperparameter `vf_share_layers` is RLlib's legacy place for it; using `model.vf_share_layers`"
+            )
             continue
         new = LEGACY_HYPERPARAMETERS.get(key, key)
-        if new != key:
+        if new != key and new not in PLANNED:
             notices.append(f"hyperparameter `{key}` is RLlib's legacy name; using `{new}`")
-        if new in PLANNED:
+        if key == "train_batch_size":
             notices.append(
-                f"hyperparameter `{key}` is set by the planner; put it in the job (`job.{new}`) to override the plan"
+                "hyperparameter `train_batch_size` is the whole batch (as in RLlib's old API stack): "
+                "`train_batch_size_per_learner` = train_batch_size / the plan's learners"
+            )
+        if new in PLANNED:
+            legacy = f" (RLlib's legacy name of `{new}`)" if new != key else ""
+            notices.append(
+                f"hyperparameter `{key}`{legacy} is set by the planner; put it in the job (`job.{new}`) to override "
+                "the plan"
             )
             out.setdefault("_planned", {})[new] = value
             continue
         if new not in valid:
             bad.append((key, did_you_mean(key, sorted(valid))))
             continue
+        if new != "lambda_" and _is_deprecated(cfg, new):
+            unmappable.append(
+                (
+                    key,
+                    f"RLlib keeps `{new}` only to refuse it (old API stack); remove it, or see RLlib's "
+                    f"{cls.__name__} for its new-API-stack settings",
+                )
+            )
+            continue
         problem = _type_problem(cfg, new, value) if check_types else None
         if problem:
             wrong.append((key, new, value, *problem))
             continue
-        out[new] = value
+        if key.endswith("_schedule") or f"{key}_schedule" not in hyperparameters:
+            out[new] = value  # a schedule wins over the plain value, as it did on the old API stack
+    if unmappable:
+        raise UserError(
+            "; ".join(f"`job.hyperparameters.{k}` cannot carry over to RLlib's new API stack" for k, _ in unmappable),
+            fix="; ".join(f"`{k}`: {fix}" for k, fix in unmappable),
+        )
     if wrong and not bad:
-        cls = ALGORITHM_CONFIGS[algorithm][1]
         raise UserError(
             "; ".join(
-                f"`job.hyperparameters.{shorten(k)}` is {_describe(v)} (`{_shown(v)}`), but RLlib's {cls}.{n} "
+                f"`job.hyperparameters.{shorten(k)}` is {_describe(v)} (`{_shown(v)}`), but RLlib's {cls.__name__}.{n} "
                 f"takes {expected}"
                 for k, n, v, expected, _ in wrong
             ),
@@ -565,7 +926,7 @@ def translate_hyperparameters(
     if bad:
         raise UserError(
             f"unknown {algorithm} hyperparameter(s): " + ", ".join(f"`{k}`" + (f" ({h})" if h else "") for k, h in bad),
-            fix=f"use attributes of RLlib's {ALGORITHM_CONFIGS[algorithm][1]} (e.g. lr, gamma, "
+            fix=f"use attributes of RLlib's {cls.__name__} (e.g. lr, gamma, "
             "train_batch_size_per_learner, minibatch_size, num_epochs, entropy_coeff)",
         )
     return out, notices
@@ -598,6 +959,13 @@ def build_config(
     settings = preset(algorithm, kind) | hp
     if kind == "atari" and "model_config" in hp:
         settings["model_config"] = preset(algorithm, kind)["model_config"] | hp["model_config"]
+    if _finite_number(hp.get("train_batch_size")) and "train_batch_size_per_learner" not in hp:
+        # Its old meaning, the whole batch, shared by the plan's learners (a preset's per-learner size would win).
+        settings.pop("train_batch_size")
+        settings["train_batch_size_per_learner"] = max(1, math.ceil(hp["train_batch_size"] / max(1, num_learners)))
+    per_learner = settings.get("train_batch_size_per_learner")
+    if "minibatch_size" not in hp and _finite_number(per_learner) and settings.get("minibatch_size", 0) > per_learner:
+        settings["minibatch_size"] = per_learner  # a preset's minibatch larger than the user's batch
 
     name = registered_env_name(env_id)
     tune.register_env(name, env_creator(env_id, source_dir))
