@@ -81,6 +81,10 @@ def contract_env(run_id: str, run_dir: str, plan_env: dict[str, str], spec_json:
     for var, (_, alias) in _VARS.items():
         if alias and var in env:
             env[alias] = env[var]
+    # SageMaker passes a script's hyperparameters twice: as `--key value` arguments and as JSON in SM_HPS.
+    args = (json.loads(spec_json).get("job") or {}).get("script_args")
+    if isinstance(args, dict):
+        env["SM_HPS"] = json.dumps(args)
     return env
 
 
