@@ -206,6 +206,7 @@ def cmd_status(args) -> int:
                     "final_metrics": rec.final_metrics,
                     "checkpoints": [c.path for c in run.registry.checkpoints(rec.id)],
                     "attempts": run.registry.attempts(rec.id),
+                    "tracking": rec.extra.get("tracking"),
                 },
                 indent=2,
             )
@@ -237,6 +238,9 @@ def cmd_status(args) -> int:
             + (f", from iteration {a['from_iteration']}" if a.get("from_iteration") else "")
             + (f": {a['status']}" if a.get("status") else "")
         )
+    mlflow = (rec.extra.get("tracking") or {}).get("mlflow")
+    if mlflow:
+        print(f"  mlflow    run {mlflow.get('run_id')}: {mlflow.get('url') or mlflow.get('tracking_uri')}")
     if rec.run_dir:
         print(f"  folder    {rec.run_dir}")
     return 0

@@ -1,5 +1,12 @@
-"""`rlo render kuberay|azureml SPEC`: the spec as KubeRay manifests or Azure ML entities, written to files.
-Also the Azure ML side of `rlo submit --backend azureml`."""
+"""`rlo render kuberay|azureml SPEC`: the spec as KubeRay manifests or Azure ML entities, written to files, or
+with `-o -` to stdout as one YAML stream (`rlo render kuberay SPEC -o - | kubectl apply -f -`): only the
+documents go there, every other line goes to stderr. Also the Azure ML side of `rlo submit --backend azureml`.
+
+What `-o -` writes: kuberay, the RayJob (with its files' ConfigMap) -- the job on a cluster made for it, what
+`kubectl apply` of one spec means; `--manifest raycluster` the lasting RayCluster instead. azureml, every entity
+as `-o DIR` would write them (compute-POOL.yml for each pool, then job.yml), one document each; `az ml ... create`
+reads files, so that stream is to read, diff or split, and a job that ships its code (a `code/` folder) needs DIR.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +24,13 @@ def _images(sp) -> None:
 
 def _common(sp, default_dir: str) -> None:
     sp.add_argument("spec", metavar="SPEC")
-    sp.add_argument("-o", "--out", metavar="DIR", default=None, help=f"where to write (default: ./{default_dir}/NAME)")
+    sp.add_argument(
+        "-o",
+        "--out",
+        metavar="DIR",
+        default=None,
+        help=f"where to write (default: ./{default_dir}/NAME); `-`: to stdout, one YAML stream",
+    )
     _images(sp)
 
 
@@ -25,6 +38,20 @@ def _out_dir(args, spec, target: str) -> Path:
     from .outputs import output_dir
 
     return output_dir(args.out or Path("rendered") / f"{spec.job.name or spec.cluster.name}-{target}", flag="-o")
+
+
+def to_stdout(args) -> bool:
+    """`-o -`: the documents go to stdout, and every other line of the command to stderr."""
+    from .outputs import is_stdout
+
+    return is_stdout(args.out)
+
+
+def write_stream(texts: list[str]) -> None:
+    """YAML documents (each a file's text, itself possibly several documents) as one stream on stdout."""
+    stream = "---\n".join(t if t.endswith("\n") else t + "\n" for t in texts if t.strip())
+    sys.stdout.write(stream)
+    sys.stdout.flush()
 
 
 def vm_sizes(values: list[str] | None) -> dict[str, str]:
@@ -50,12 +77,25 @@ def cmd_render_kuberay(args) -> int:
         worker_image=args.worker_image,
         auth_secret=args.auth_secret,
     )
+    files = rendering.files
+    if args.manifest:
+        files = {f"{args.manifest}.yaml": files[f"{args.manifest}.yaml"]}
+    if to_stdout(args):
+        from .render.kuberay import to_yaml
+
+        name = f"{args.manifest or 'rayjob'}.yaml"
+        write_stream([to_yaml(rendering.files[name])])
+        kinds = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in rendering.files[name])
+        print(f"wrote {name} to stdout: {kinds}; run id: {rendering.run_id}", file=sys.stderr)
+        return 0
     out = _out_dir(args, spec, "kuberay")
-    for name, docs in rendering.files.items():
+    for name, docs in files.items():
         path = write_yaml(docs, out / name)
         kinds = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in docs)
         print(f"wrote {path}: {kinds}")
     print(f"run id: {rendering.run_id}")
+    if args.manifest:
+        return 0
     print(f"apply:  kubectl apply -f {out / 'rayjob.yaml'}     (the job on a cluster made for it, removed after)")
     print(f"   or:  kubectl apply -f {out / 'raycluster.yaml'}  (a lasting cluster; then port-forward its head's")
     print("        8265 and `rlo submit SPEC --address http://127.0.0.1:8265 --token TOKEN`)")
@@ -68,6 +108,18 @@ def cmd_render_azureml(args) -> int:
 
     spec = load_spec(args.spec)
     rendering = build_azureml(spec, **_azureml_kwargs(args))
+    if to_stdout(args):
+        if rendering.package is not None:
+            raise UserError(
+                "`-o -`: this job ships its code (a `code/` folder beside job.yml), which a YAML stream cannot hold",
+                fix=f"render into a folder: `rlo render azureml {args.spec} -o DIR`",
+            )
+        texts = _azureml_texts(rendering)
+        write_stream(list(texts.values()))
+        print(f"wrote {', '.join(texts)} to stdout; run id: {rendering.run_id}", file=sys.stderr)
+        for n in rendering.notes:
+            print(f"note: {n}", file=sys.stderr)
+        return 0
     out = _out_dir(args, spec, "azureml")
     for path in write_azureml(rendering, out):
         print(f"wrote {path}")
@@ -78,6 +130,20 @@ def cmd_render_azureml(args) -> int:
     for n in rendering.notes:
         print(f"note: {n}")
     return 0
+
+
+def _azureml_texts(rendering) -> dict[str, str]:
+    """File name -> text, each entity dumped by the SDK's own `dump()` as `write_azureml` writes it."""
+    import io
+
+    entities = {f"compute-{pool}.yml": compute for pool, compute in rendering.computes.items()}
+    entities["job.yml"] = rendering.job
+    texts = {}
+    for name, entity in entities.items():
+        buf = io.StringIO()
+        entity.dump(buf)
+        texts[name] = buf.getvalue()
+    return texts
 
 
 def _azureml_kwargs(args) -> dict:
@@ -145,6 +211,11 @@ def register(add) -> None:
     t.add_argument("--namespace", help="Kubernetes namespace of the objects (default: kubectl's)")
     t.add_argument(
         "--auth-secret", help="an existing Secret (key auth_token) with the Ray token (default: KubeRay makes one)"
+    )
+    t.add_argument(
+        "--manifest",
+        choices=("rayjob", "raycluster"),
+        help="write only this file (with `-o -`, which goes to stdout; default there: rayjob)",
     )
 
     # The spec's `schedule:` as a RayCronJob; its command lives with the schedules (cli_schedule.py).

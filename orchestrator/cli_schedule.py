@@ -164,8 +164,18 @@ def cmd_render_raycronjob(args) -> int:
         suspend=args.suspend,
     )
     cron = out.raycronjob
-    from .outputs import output_dir
+    from .outputs import is_stdout, output_dir
 
+    if is_stdout(args.out):  # `-o -`: the documents alone on stdout (`| kubectl apply -f -`), notes on stderr
+        from .cli_render import write_stream
+        from .render.kuberay import to_yaml
+
+        write_stream([to_yaml(out.documents)])
+        kinds = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in out.documents)
+        print(f"wrote raycronjob.yaml to stdout: {kinds}", file=sys.stderr)
+        for n in out.notices:
+            print(f"note: {n}", file=sys.stderr)
+        return 0
     folder = output_dir(args.out or Path("rendered") / f"{cron['metadata']['name']}-raycronjob", flag="-o")
     path = write_yaml(out.documents, folder / "raycronjob.yaml")
     print(f"wrote {path}: " + ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in out.documents))
@@ -180,7 +190,10 @@ def add_render_arguments(sp) -> None:
     """The arguments of `rlo render raycronjob` / `rlo schedule render` (one place for both)."""
     sp.add_argument("spec", metavar="SPEC", help="a spec with a `schedule:` section (or give --cron)")
     sp.add_argument(
-        "-o", "--out", metavar="DIR", help="where to write raycronjob.yaml (default: ./rendered/NAME-raycronjob)"
+        "-o",
+        "--out",
+        metavar="DIR",
+        help="where to write raycronjob.yaml (default: ./rendered/NAME-raycronjob); `-`: to stdout",
     )
     sp.add_argument("--name", help="the RayCronJob's name (default: schedule.name, else the job's name)")
     sp.add_argument("--cron", help="cron expression (default: the spec's schedule.cron)")

@@ -73,17 +73,18 @@ def is_return_metric(name: str) -> bool:
     return "episode_return" in name
 
 
-def train(job, ctx, numbers, *, source_dir: str | None = None, sweep=None) -> dict:
+def train(
+    job, ctx, numbers, *, source_dir: str | None = None, sweep=None, spec: dict | None = None, rllib_callbacks=None
+) -> dict:
     """Train `job` (a JobSpec) under Tune with the plan's `numbers`; write and emit the summary; return it.
 
     The one training path of every entry script that trains a built-in algorithm. `env_config.reward_scale`
     scales rewards for learning only: stop criteria on returns are scaled to match, and every reported return
-    (metrics.jsonl, log lines, summary) is in the env's own units."""
+    (metrics.jsonl, log lines, summary) is in the env's own units. `spec`: the resolved spec (default: the job's,
+    from the contract); its `tracking:` section logs the job to MLflow (callbacks.mlflow_tracking)."""
     import os
     import sys
     import threading
-
-    from ray import tune
 
     from callbacks import health_check_class
 
@@ -119,10 +120,26 @@ def train(job, ctx, numbers, *, source_dir: str | None = None, sweep=None) -> di
         callbacks=health_check_class(job.fault_tolerance.on_node_loss, job.fault_tolerance.wait_timeout_s),
         placement=placement,
     )
+    if rllib_callbacks:  # RLlib's callables by event ({"on_train_result": f}), e.g. a ported script's legacy ones
+        config.callbacks(**rllib_callbacks)
     stop, notices = job.normalized_stop()
     for n in notices:
         events.emit("notice", {"message": n})
     scale = float(job.env_config.get("reward_scale", 1.0))
+    from callbacks.mlflow_tracking import JobTracking
+
+    tracker = JobTracking.start(spec or ctx.spec, ctx, numbers)
+    try:
+        return _train(config, job, ctx, sweep, numbers, deadline, stop, scale, tracker)
+    except BaseException as e:
+        if tracker is not None:
+            tracker.fail(e)
+        raise
+
+
+def _train(config, job, ctx, sweep, numbers, deadline, stop, scale, tracker) -> dict:
+    from ray import tune
+
     tune_stop = {k: v * scale if is_return_metric(k) else v for k, v in stop.items()}
 
     # 3. Train under Tune: its stop criteria, checkpoints and result files (a sweep: its trials, scheduler and
@@ -151,12 +168,21 @@ def train(job, ctx, numbers, *, source_dir: str | None = None, sweep=None) -> di
             resume_errored=True,
         ).fit()
     else:
-        results = _fresh_tuner(tune, config, param_space, sweep_args, deadline, tune_stop, job, ctx, scale, sweep).fit()
-    return _finish(results, job, ctx, stop, deadline, scale, sweep)
+        results = _fresh_tuner(
+            tune, config, param_space, sweep_args, deadline, tune_stop, job, ctx, scale, sweep, tracker
+        ).fit()
+    return _finish(results, job, ctx, stop, deadline, scale, sweep, tracker)
 
 
-def _fresh_tuner(tune, config, param_space, sweep_args, deadline, tune_stop, job, ctx, scale, sweep):
+def _fresh_tuner(tune, config, param_space, sweep_args, deadline, tune_stop, job, ctx, scale, sweep, tracker=None):
     from callbacks import MetricsLogger
+
+    callbacks = [MetricsLogger(ctx.run_dir, reward_scale=scale)]
+    if tracker is not None:  # Ray Tune's MLflow logger: a run per trial (nested under the job's run in a sweep)
+        from .sweep import swept_keys
+
+        swept = swept_keys(sweep, job.algorithm) if sweep is not None else None
+        callbacks.append(tracker.callback(swept=swept, reward_scale=scale))
 
     return tune.Tuner(
         config.algo_class,
@@ -172,13 +198,13 @@ def _fresh_tuner(tune, config, param_space, sweep_args, deadline, tune_stop, job
                 num_to_keep=job.checkpoint.keep,
             ),
             failure_config=tune.FailureConfig(max_failures=0),
-            callbacks=[MetricsLogger(ctx.run_dir, reward_scale=scale)],
+            callbacks=callbacks,
             verbose=0 if sweep is not None else 1,  # a sweep: its trial table is printed at the end
         ),
     )
 
 
-def _finish(results, job, ctx, stop, deadline, scale, sweep) -> dict:
+def _finish(results, job, ctx, stop, deadline, scale, sweep, tracker=None) -> dict:
     import json
     import sys
 
@@ -208,12 +234,16 @@ def _finish(results, job, ctx, stop, deadline, scale, sweep) -> dict:
         summary = summarize(results, stop, deadline, reward_scale=scale)
     # What evaluation and serving need to use the policy as it was trained (env and its preprocessing).
     summary["policy"] = {"algorithm": job.algorithm, "env": job.env, "env_config": job.env_config}
+    if tracker is not None:
+        summary["tracking"] = tracker.info
     (ctx.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if summary.get("final_checkpoint"):
         ctx.model_dir.mkdir(parents=True, exist_ok=True)
         (ctx.model_dir / "policy.json").write_text(
             json.dumps({"checkpoint": summary["final_checkpoint"], **summary["policy"]}, indent=2)
         )
+    if tracker is not None:  # the checkpoint, plots and summary as the MLflow run's artifacts; its status
+        tracker.finish(summary, stop)
     events.emit("summary", summary)
     if summary["status"] != "succeeded":
         print(f"[rlo] training failed: {summary.get('error')}", file=sys.stderr, flush=True)

@@ -42,7 +42,8 @@ START_TIMEOUT_S = 90
 # loopback address into the machine's routable IP (`services.resolve_ip_for_localhost`) unless Ray "clusters" are
 # off in that process: this switch (meant for macOS and Windows, where off is the default) keeps the node's IP, and
 # so every bind, at 127.0.0.1 on Linux too. A single-machine Ray loses nothing by it: no other node is meant to join
-# (the multi-node mode, orchestrator/cluster.py, binds the address it is given and does not set it).
+# (the multi-node mode, orchestrator/cluster.py, does not set it: there Ray binds every interface of the node's
+# machine, having no option for one non-loopback address; README, "Ports to open between the machines").
 _CLUSTERS_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 LOOPBACK_ENV = {_CLUSTERS_VAR: "0"}
 

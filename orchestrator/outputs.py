@@ -32,6 +32,14 @@ def _probe(folder: Path, flag: str, given: str | os.PathLike) -> None:
         raise UserError(f"`{flag} {given}`: cannot write in {folder} ({e.strerror or e})", fix=_FIX) from None
 
 
+STDOUT = "-"  # `-o -`: what a command writes goes to stdout (and nothing else does)
+
+
+def is_stdout(path: str | os.PathLike | None) -> bool:
+    """Whether an output flag asks for stdout (`-o -`) rather than a file or folder named so."""
+    return path is not None and str(path) == STDOUT
+
+
 def output_file(path: str | os.PathLike, *, flag: str, example: str) -> Path:
     """A file to write (an existing regular file is replaced). Returns it as a Path."""
     p = Path(path).expanduser()

@@ -142,6 +142,8 @@ class Run:
             fields["stop_reason"] = summary.get("stop_reason")
             if summary.get("policy"):
                 fields["extra"] = {**self._record.extra, "policy": summary["policy"]}
+            if summary.get("tracking"):  # the MLflow run (`rlo status` shows its id and URL)
+                fields["extra"] = {**fields.get("extra", self._record.extra), "tracking": summary["tracking"]}
             fields["message"] = summary.get("error") or message
         else:
             fields["final_metrics"] = last_metrics
@@ -201,6 +203,35 @@ class Run:
         if not self.refresh().job_id:
             return []
         return [p for k, p in events.parse_log(self.logs()) if k == "metrics"]
+
+    def analytics(self, metric_names: list[str] | None = None, metric_definitions: list[dict] | None = None):
+        """The series SageMaker's `metric_definitions` (`[{"Name": ..., "Regex": ...}]`, kept with the run by the
+        SageMaker shim's RLEstimator, or given here) find in the job's log, like SageMaker's
+        `TrainingJobAnalytics(...).dataframe()`: one row per match with `timestamp` (seconds since training start:
+        the `time_total_s` of the iteration reported last before the line), `metric_name` and `value` (the first
+        group of the regex). A pandas DataFrame when pandas is installed, else a list of dicts."""
+        import re
+
+        defs = metric_definitions if metric_definitions is not None else self.refresh().extra.get("metric_definitions")
+        wanted = [d for d in defs or [] if metric_names is None or d["Name"] in metric_names]
+        patterns = [(d["Name"], re.compile(d["Regex"])) for d in wanted]
+        rows, elapsed = [], 0.0
+        for line in (self.logs() if patterns else "").splitlines():
+            ev = events.parse_line(line)
+            if ev and ev[0] == "metrics":
+                elapsed = float(ev[1].get("time_total_s") or elapsed)
+            for name, pattern in patterns:
+                for m in pattern.finditer(line):
+                    try:
+                        value = float(m.group(1) if pattern.groups else m.group(0))
+                    except (TypeError, ValueError):  # an optional group that matched nothing, or not a number
+                        continue  # SageMaker drops what does not read as a number, too
+                    rows.append({"timestamp": elapsed, "metric_name": name, "value": value})
+        try:
+            import pandas
+        except ImportError:
+            return rows
+        return pandas.DataFrame(rows, columns=["timestamp", "metric_name", "value"])
 
     def checkpoints(self) -> list[CheckpointRecord]:
         self.refresh()

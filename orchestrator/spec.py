@@ -254,14 +254,15 @@ class FaultToleranceConfig(Model):
 
 
 def _normalize_algorithm(v: Any) -> Any:
+    # The names are RLlib's registry's (read without importing RLlib); a dropped one (A2C...) names its successor.
+    # Whether it learns online is checked with RLlib at submission (`training._config_class`).
     if isinstance(v, str):
-        for a in ALGORITHMS:
-            if v.upper() == a:
-                return a
-        hint = did_you_mean(v.upper(), ALGORITHMS)
-        raise ValueError(
-            f"unknown algorithm `{v}`" + (f"; {hint}" if hint else "") + f" (supported: {', '.join(ALGORITHMS)})"
-        )
+        from .training import resolve_algorithm
+
+        name, what, fix = resolve_algorithm(v)
+        if name is None:
+            raise _invalid(what, fix)
+        return name
     return v
 
 
@@ -269,7 +270,9 @@ class JobSpec(Model):
     """What to run: a built-in algorithm on an env, or an entry script of the user's."""
 
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$", max_length=60)
-    algorithm: Annotated[Literal["PPO", "IMPALA", "APPO"], BeforeValidator(_normalize_algorithm)] | None = None
+    algorithm: Annotated[str, BeforeValidator(_normalize_algorithm)] | None = Field(
+        None, description="An online algorithm of RLlib's new API stack: PPO, APPO, IMPALA, DQN, SAC, ..."
+    )
     entry_script: str | None = Field(None, description="Path to the user's script (relative to the spec file).")
     script_args: dict[str, Any] | list[str] = Field(
         default_factory=dict, description="Arguments for the entry script, as `--key value` or a list."
@@ -558,6 +561,62 @@ class ScheduleSpec(Model):
         return self
 
 
+# --- tracking ----------------------------------------------------------------------------------------------
+
+# URI schemes MLflow's client knows without a plugin, or with the plugins of the managed services (Azure ML's
+# `azureml-mlflow`, SageMaker's `sagemaker-mlflow` for `arn:aws:sagemaker:...` tracking servers).
+MLFLOW_SCHEMES = (
+    *("http", "https", "file", "databricks", "databricks-uc", "sqlite", "postgresql", "mysql", "mssql"),
+    *("azureml", "arn"),
+)
+
+
+class MLflowTracking(Model):
+    """Log the job to MLflow: the resolved spec as params, every iteration's metrics, the checkpoint, plots and
+    summary as artifacts; a sweep's trials as nested runs under the job's run."""
+
+    tracking_uri: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="The tracking server (`http://HOST:5000`), `databricks`, `azureml://...`, or an absolute path "
+        "(`file:///data/mlruns`); the job must reach it (checked before submission).",
+    )
+    experiment: str | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        description="The MLflow experiment (made if missing); default: the job's name, else rl-orchestrator.",
+    )
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        v = v.strip()
+        scheme = v.split(":", 1)[0].split("+", 1)[0].lower() if re.match(r"^[A-Za-z][\w+.-]*:", v) else ""
+        if v.lower() in ("databricks", "databricks-uc"):  # MLflow's names for the workspace of the local profile
+            return v
+        if not scheme:
+            if not os.path.isabs(os.path.expanduser(v)):
+                raise _invalid(
+                    f"`{shorten(v)}` is a relative path: the job runs in another folder (or on another machine)",
+                    "give a tracking server's URL (`http://HOST:5000`) or an absolute path (`file:///data/mlruns`)",
+                )
+        elif scheme not in MLFLOW_SCHEMES:
+            hint = did_you_mean(scheme, MLFLOW_SCHEMES)
+            raise _invalid(
+                f"`{shorten(v)}` is not an MLflow tracking URI (unknown scheme `{scheme}:`)"
+                + (f"; {hint}" if hint else ""),
+                "give `http://HOST:PORT` of a tracking server, `databricks`, `azureml://...` or an absolute path",
+            )
+        return v
+
+
+class TrackingSpec(Model):
+    """Experiment tracking beside the registry and the run folder (which stay the source of truth)."""
+
+    mlflow: MLflowTracking | None = None
+
+
 class Spec(Model):
     """A whole spec file: `cluster:` and `job:` (and `schedule:` to re-run the job on a cron schedule)."""
 
@@ -565,6 +624,7 @@ class Spec(Model):
     job: JobSpec
     schedule: ScheduleSpec | None = Field(None, description="Re-run the job on a cron schedule (`rlo schedule`).")
     sweep: SweepSpec | None = Field(None, description="Run the job as a hyperparameter sweep (Tune).")
+    tracking: TrackingSpec | None = Field(None, description="Log the job to MLflow (`tracking: {mlflow: ...}`).")
 
     # Where the spec came from; relative paths in the job resolve against its folder. Not part of the YAML.
     _base_dir: Path | None = None

@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import package
+from . import package, tracking
 from .backends import EMBEDDED, RayJobsBackend
 from .contract import contract_env
 from .errors import RloError, UserError
@@ -53,6 +53,8 @@ def validate_job(spec: Spec) -> list[str]:
             )
     # What the job ships, checked before anything is recorded or packed (escaping links, an oversized folder).
     package.job_package(spec)
+    # A tracking server the job cannot reach is found now, not after the job trained untracked.
+    notices += tracking.check(spec, remote=spec.cluster.address is not None)
     if job.entry_script is not None:
         return notices
     from .training import translate_hyperparameters, validate_env
@@ -178,7 +180,9 @@ def submit(
     run_dir = cfg.runs_dir / run_id if backend.name == EMBEDDED else None
     job_run_dir = str(run_dir) if run_dir else f"{REMOTE_RUNS_DIR}/{run_id}"
     spec_json = json.dumps(spec.to_dict())
-    env_vars = {**spec.job.env_vars, **contract_env(run_id, job_run_dir, plan.as_env(), spec_json, now)}
+    # MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_NAME (a `tracking:` spec) for the job's own MLflow calls too.
+    env_vars = {**tracking.job_env(spec), **spec.job.env_vars}
+    env_vars.update(contract_env(run_id, job_run_dir, plan.as_env(), spec_json, now))
     entrypoint = _entrypoint(spec)
     runtime_env = _runtime_env(spec, env_vars, backend)
     record = RunRecord(

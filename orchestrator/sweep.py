@@ -52,6 +52,20 @@ def _get(d: dict, key: tuple[str, ...]):
     return d
 
 
+def swept_keys(sweep: SweepSpec, algorithm: str) -> dict[str, tuple[str, ...]]:
+    """Each sweep parameter (`hyperparameters.lr`) -> where it lives in a trial's config (MLflow's trial runs)."""
+    return {path: config_key(algorithm, path) for path in sweep.parameters}
+
+
+def trial_values(config: dict, swept: dict[str, tuple[str, ...]]) -> dict:
+    """The values a trial runs with, nested as the spec's job section has them: `{"hyperparameters": {"lr": ..}}`."""
+    out: dict = {}
+    for path, key in swept.items():
+        section, name = path.split(".", 1)
+        out.setdefault(section, {})[name] = _get(config, key)
+    return out
+
+
 def tune_setup(config, sweep: SweepSpec, job: JobSpec, concurrent: int, reward_scale: float = 1.0) -> dict:
     """Tune's `param_space` and `TuneConfig` arguments for a sweep over `config` (an RLlib AlgorithmConfig)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining

@@ -235,6 +235,8 @@ def _models() -> list[BaseModel]:
         S.SchedulerSpec(),
         S.SweepSpec(parameters={"hyperparameters.lr": {"grid": [0.1]}}),
         S.ScheduleSpec(cron="0 2 * * *"),
+        S.MLflowTracking(tracking_uri="http://127.0.0.1:5000"),
+        S.TrackingSpec(),
         S.Spec(job=S.JobSpec(**job())),
     ]
 
