@@ -75,7 +75,7 @@ class MetricsLogger(Callback):
         # A resumed run (`rlo resume`) appends to the same file: the iteration each trial's records reach.
         self._reached: dict[str, int] = {}
         if self.path.exists():
-            for rec in _read(self.path):
+            for rec in read_records(self.path):
                 t, i = rec.get("trial_id"), rec.get("training_iteration")
                 if t is not None and isinstance(i, int):
                     self._reached[t] = max(i, self._reached.get(t, 0))
@@ -89,7 +89,7 @@ class MetricsLogger(Callback):
         """A resumed trial restarts after its checkpoint: the records it is about to redo (those after the
         checkpoint, written before the crash) move to metrics.redone.jsonl, so metrics.jsonl has each iteration once."""
         keep, redone = [], []
-        for rec in _read(self.path):
+        for rec in read_records(self.path):
             late = rec.get("trial_id") == trial_id and (rec.get("training_iteration") or 0) >= iteration
             (redone if late else keep).append(rec)
         with (self.path.parent / "metrics.redone.jsonl").open("a") as fh:
@@ -130,7 +130,7 @@ class MetricsLogger(Callback):
         )
 
 
-def _read(path: Path) -> list[dict]:
+def read_records(path: Path) -> list[dict]:
     out = []
     for line in path.read_text().splitlines():
         try:

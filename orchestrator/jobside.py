@@ -171,7 +171,7 @@ def _train(config, job, ctx, sweep, numbers, deadline, stop, scale, tracker) -> 
         results = _fresh_tuner(
             tune, config, param_space, sweep_args, deadline, tune_stop, job, ctx, scale, sweep, tracker
         ).fit()
-    return _finish(results, job, ctx, stop, deadline, scale, sweep, tracker)
+    return finish_training(results, job, ctx, stop, deadline, scale, sweep, tracker)
 
 
 def _fresh_tuner(tune, config, param_space, sweep_args, deadline, tune_stop, job, ctx, scale, sweep, tracker=None):
@@ -204,7 +204,7 @@ def _fresh_tuner(tune, config, param_space, sweep_args, deadline, tune_stop, job
     )
 
 
-def _finish(results, job, ctx, stop, deadline, scale, sweep, tracker=None) -> dict:
+def finish_training(results, job, ctx, stop, deadline, scale, sweep, tracker=None) -> dict:
     import json
     import sys
 

@@ -829,7 +829,7 @@ def run_experiment(experiment: dict, ctx) -> dict:
     from types import SimpleNamespace
 
     from .. import events
-    from ..jobside import _finish
+    from ..jobside import finish_training
 
     built = build_experiment(experiment, ctx)
     for n in built["notices"]:
@@ -841,7 +841,7 @@ def run_experiment(experiment: dict, ctx) -> dict:
         algorithm=built["algorithm"], env=built["env"], env_config=built["env_config"], checkpoint=built["checkpoint"]
     )
     results = _tuner(built, deadline, ctx).fit()
-    summary = _finish(results, job, ctx, built["stop"], deadline, 1.0, None)
+    summary = finish_training(results, job, ctx, built["stop"], deadline, 1.0, None)
     save_model(summary, experiment, ctx.model_dir)
     return summary
 
