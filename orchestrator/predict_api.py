@@ -18,7 +18,7 @@ A request that does not fit the observation space gets a 4xx whose `detail` says
 What one request may cost is bounded before it is parsed: the body must be `Content-Type: application/json`
 (415 otherwise: a browser page cannot send that cross-origin without the endpoint's consent, so no web page can
 make a visitor's browser call a loopback endpoint), at most `max_body_bytes` (413, checked on Content-Length
-before the body is read, and while reading a body without one), and JSON nested no deeper than an array of
+before the body is kept, and while reading a body without one; the rest is read and dropped so that the client gets the answer), and JSON nested no deeper than an array of
 observations needs (400).
 """
 
@@ -160,21 +160,42 @@ def _too_big(size: str, limit: int) -> BadRequest:
     )
 
 
+# An over-limit body up to this size is read to its end (and dropped) before the 413 goes out. A server that
+# answers and closes while the client is still sending leaves unread bytes in its socket, so the kernel resets the
+# connection and the client sees "Broken pipe" or "Connection reset" instead of the 413 that says what to do
+# (nginx's "lingering close"). Larger bodies are refused without reading them, at that cost.
+DRAIN_BYTES = 16 * 2**20
+
+
 async def read_body(request, limit: int) -> bytes:
-    """The body, refused (413) before it is read when its Content-Length is over `limit`, and as soon as it
-    goes over when it comes without one (chunked)."""
+    """The body, refused (413) when its Content-Length is over `limit`, and as soon as it goes over when it comes
+    without one (chunked); the rest is drained, up to DRAIN_BYTES, so that the client can read the refusal."""
     length = request.headers.get("content-length")
+    chunks = request.stream()
     if length is not None:
         if not length.strip().isdigit():
             raise BadRequest(400, f"Content-Length `{length[:40]}` is not a number of bytes")
         if int(length) > limit:
+            if int(length) <= limit + DRAIN_BYTES:
+                await _drain(chunks, 0)
             raise _too_big(f"{int(length)} bytes", limit)
     body = bytearray()
-    async for chunk in request.stream():
+    async for chunk in chunks:
         body += chunk
         if len(body) > limit:
+            await _drain(chunks, len(body))
             raise _too_big(f"more than {limit} bytes", limit)
     return bytes(body)
+
+
+async def _drain(chunks, seen: int) -> None:
+    try:
+        async for chunk in chunks:
+            seen += len(chunk)
+            if seen > DRAIN_BYTES:
+                return
+    except Exception:  # the client went away (starlette's ClientDisconnect): nobody is left to answer
+        return
 
 
 @dataclass
