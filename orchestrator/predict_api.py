@@ -18,12 +18,13 @@ A request that does not fit the observation space gets a 4xx whose `detail` says
 What one request may cost is bounded before it is parsed: the body must be `Content-Type: application/json`
 (415 otherwise: a browser page cannot send that cross-origin without the endpoint's consent, so no web page can
 make a visitor's browser call a loopback endpoint), at most `max_body_bytes` (413, checked on Content-Length
-before the body is kept, and while reading a body without one; the rest is read and dropped so that the client gets the answer), and JSON nested no deeper than an array of
-observations needs (400).
+before the body is kept, and while reading a body without one; the rest is read and dropped so that the client
+gets the answer), and JSON nested no deeper than an array of observations needs (400).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -165,11 +166,13 @@ def _too_big(size: str, limit: int) -> BadRequest:
 # connection and the client sees "Broken pipe" or "Connection reset" instead of the 413 that says what to do
 # (nginx's "lingering close"). Larger bodies are refused without reading them, at that cost.
 DRAIN_BYTES = 16 * 2**20
+DRAIN_SECONDS = 2.0  # ... and for at most this long: a client that stops sending gets its answer then
 
 
 async def read_body(request, limit: int) -> bytes:
     """The body, refused (413) when its Content-Length is over `limit`, and as soon as it goes over when it comes
-    without one (chunked); the rest is drained, up to DRAIN_BYTES, so that the client can read the refusal."""
+    without one (chunked); the rest is drained (up to DRAIN_BYTES, for DRAIN_SECONDS at most) so that the client
+    can read the refusal."""
     length = request.headers.get("content-length")
     chunks = request.stream()
     if length is not None:
@@ -190,12 +193,16 @@ async def read_body(request, limit: int) -> bytes:
 
 async def _drain(chunks, seen: int) -> None:
     try:
-        async for chunk in chunks:
-            seen += len(chunk)
-            if seen > DRAIN_BYTES:
-                return
-    except Exception:  # the client went away (starlette's ClientDisconnect): nobody is left to answer
+        await asyncio.wait_for(_read_up_to(chunks, seen, DRAIN_BYTES), DRAIN_SECONDS)
+    except Exception:  # too slow (a client that stalls is answered anyway), or gone (ClientDisconnect)
         return
+
+
+async def _read_up_to(chunks, seen: int, most: int) -> None:
+    async for chunk in chunks:
+        seen += len(chunk)
+        if seen > most:
+            return
 
 
 @dataclass
