@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from orchestrator.autoscale import ENV_ID
     from orchestrator.autoscale.baselines import default_baselines
+    from orchestrator.autoscale.ceiling import default_references
     from orchestrator.autoscale.evaluation import EVAL_SEEDS, evaluate
     from orchestrator.contract import job_context
     from orchestrator.jobside import train
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     eval_config.pop("max_time_steps")
     policy = CheckpointPolicy.load(summary["final_checkpoint"], env_config)
     report = evaluate(
-        {"ppo": policy, **default_baselines(eval_config)},
+        {"ppo": policy, **default_baselines(eval_config), **default_references(eval_config)},
         seeds=list(EVAL_SEEDS[: preset.eval_episodes]),
         env_config=eval_config,
     )

@@ -48,6 +48,7 @@ def evaluation_env_config(train_env_config: dict, minutes: int | None) -> dict:
 def cmd_evaluate(args) -> int:
     from .autoscale import ENV_ID
     from .autoscale.baselines import default_baselines
+    from .autoscale.ceiling import default_references
     from .autoscale.evaluation import EVAL_SEEDS, TRAIN_SEEDS, evaluate
     from .policy import CheckpointPolicy
     from .run import attach
@@ -93,6 +94,7 @@ def cmd_evaluate(args) -> int:
         policies[label] = policy
     env_config = evaluation_env_config(train_env_config, args.minutes)
     policies.update(default_baselines(env_config))
+    policies.update(default_references(env_config))
 
     import torch
 

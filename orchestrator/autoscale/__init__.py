@@ -7,6 +7,7 @@ Importing this package registers the Gymnasium id ``rlo/AutoScale-v0`` (scalar e
 - :mod:`.batched` — N envs at once, equal step for step to N scalar envs
 - :mod:`.load` — the load simulator
 - :mod:`.baselines` — rule-based autoscalers (static fleet, step scaling, target tracking) and their tuning
+- :mod:`.ceiling` — the clairvoyant reference (reads the future load; not deployable): the headroom above the rules
 - :mod:`.evaluation` — one evaluation path for baselines and RL policies, with confidence intervals
 - :mod:`.plot` — the load-profile figure
 """
@@ -25,6 +26,7 @@ from orchestrator.autoscale.baselines import (
     tune_baseline,
 )
 from orchestrator.autoscale.batched import AutoScaleVectorEnv, BatchedAutoScale
+from orchestrator.autoscale.ceiling import TUNED_CEILING, Clairvoyant, default_references, tune_ceiling
 from orchestrator.autoscale.config import AutoScaleConfig, AutoScaleConfigError
 from orchestrator.autoscale.env import AutoScaleEnv, InvalidActionError
 from orchestrator.autoscale.evaluation import (
@@ -57,12 +59,14 @@ __all__ = [
     "EVAL_SEEDS",
     "TRAIN_SEEDS",
     "TUNED",
+    "TUNED_CEILING",
     "AutoScaleConfig",
     "AutoScaleConfigError",
     "AutoScaleEnv",
     "AutoScaleVectorEnv",
     "BatchedAutoScale",
     "BatchedLoadSimulator",
+    "Clairvoyant",
     "EvaluationReport",
     "InvalidActionError",
     "LoadSimulator",
@@ -70,10 +74,12 @@ __all__ = [
     "StepScaling",
     "TargetTracking",
     "default_baselines",
+    "default_references",
     "evaluate",
     "make_baseline",
     "plot_load_profile",
     "register_env",
     "run_episodes",
     "tune_baseline",
+    "tune_ceiling",
 ]

@@ -80,6 +80,8 @@ def run_episodes(
         obs, info = env.reset(seed=chunk)
         if callable(getattr(policy, "reset", None)):
             policy.reset(len(chunk))
+        if getattr(policy, "sees_future_load", False):  # the clairvoyant reference (orchestrator.autoscale.ceiling)
+            policy.see_future_load(future_load(chunk, config))
         profit = np.zeros(len(chunk))
         downtime = np.zeros(len(chunk))  # whole numbers in float64, like the env's counts
         machine_minutes = np.zeros(len(chunk))
@@ -99,6 +101,16 @@ def run_episodes(
         out["failed_transactions"][part] = failed
         out["mean_fleet"][part] = machine_minutes / steps
     return out
+
+
+def future_load(seeds: Sequence[int], env_config: Mapping[str, Any] | AutoScaleConfig | None = None) -> np.ndarray:
+    """The load of every minute of each seed's episode, (max_time_steps + 1, len(seeds)): row i is minute i + 1.
+    The load process draws from its own random streams, whatever the actions, so idle episodes give it exactly."""
+    config = AutoScaleConfig.from_mapping(env_config)
+    env = BatchedAutoScale(len(seeds), config, autoreset_mode="disabled")
+    env.reset(seed=[int(s) for s in seeds])
+    idle = np.zeros((len(seeds), 2), dtype=np.int64)
+    return np.stack([env.step(idle)[4]["load"].copy() for _ in range(config.max_time_steps + 1)])
 
 
 # -- statistics ------------------------------------------------------------------------------------------
@@ -153,6 +165,21 @@ class Interval:
         half = t_quantile_975(n - 1) * std / math.sqrt(n)
         return cls(mean, mean - half, mean + half, std, n)
 
+    @classmethod
+    def ratio(cls, numerator: Sequence[float] | np.ndarray, denominator: Sequence[float] | np.ndarray) -> Interval:
+        """mean(numerator) / mean(denominator) of paired samples, with the delta method's 95% interval (the
+        residuals numerator - ratio * denominator carry the variance of both and their covariance)."""
+        x, y = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+        n, mean_y = int(x.size), float(y.mean())
+        if mean_y == 0:
+            return cls(math.nan, None, None, math.nan, n)
+        r = float(x.mean()) / mean_y
+        if n < 2:
+            return cls(r, None, None, 0.0, n)
+        std = float((x - r * y).std(ddof=1)) / abs(mean_y)
+        half = t_quantile_975(n - 1) * std / math.sqrt(n)
+        return cls(r, r - half, r + half, std, n)
+
     def scaled(self, factor: float) -> Interval:
         low, high = (None, None) if self.low is None else sorted((self.low * factor, self.high * factor))
         return Interval(self.mean * factor, low, high, self.std * abs(factor), self.n)
@@ -174,18 +201,25 @@ class Comparison:
     profit_diff_percent: Interval  # relative to |baseline mean profit|, baseline mean treated as exact
     downtime_diff: Interval
     no_more_downtime: bool  # mean downtime minutes of the policy <= the baseline's
+    # (policy - baseline) / (ceiling - baseline) in profit, paired by seed: the share of the headroom between the
+    # best rule and the clairvoyant reference that the policy captures (None without a reference)
+    ceiling: str | None = None
+    headroom_share: Interval | None = None
 
 
 @dataclass
 class EvaluationReport:
-    """Per-policy means with 95% CIs, the best baseline by profit, and paired comparisons against it."""
+    """Per-policy means with 95% CIs, the best baseline by profit, and paired comparisons against it; with a
+    reference (the clairvoyant planner, not deployable), each policy's share of the headroom up to it."""
 
     env_config: dict[str, Any]
     seeds: list[int]
     baselines: list[str]
     episodes: dict[str, dict[str, list[float]]]  # policy -> metric -> one value per seed
+    references: list[str] = field(default_factory=list)
     summary: dict[str, dict[str, Interval]] = field(init=False)
     best_baseline: str | None = field(init=False)
+    ceiling: str | None = field(init=False)  # the best reference by profit
     comparisons: dict[str, Comparison] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -193,15 +227,18 @@ class EvaluationReport:
             name: {m: Interval.of(values[m]) for m in METRICS} for name, values in self.episodes.items()
         }
         self.best_baseline = max(self.baselines, key=lambda b: self.summary[b]["profit"].mean, default=None)
+        self.ceiling = max(self.references, key=lambda b: self.summary[b]["profit"].mean, default=None)
         self.comparisons = {}
         if self.best_baseline is None:
             return
         base = self.episodes[self.best_baseline]
         base_profit = self.summary[self.best_baseline]["profit"].mean
+        headroom = None if self.ceiling is None else np.subtract(self.episodes[self.ceiling]["profit"], base["profit"])
         for name, values in self.episodes.items():
-            if name in self.baselines:
+            if name in self.baselines or name in self.references:
                 continue
-            diff = Interval.of(np.subtract(values["profit"], base["profit"]))
+            diff_samples = np.subtract(values["profit"], base["profit"])
+            diff = Interval.of(diff_samples)
             down = Interval.of(np.subtract(values["downtime_minutes"], base["downtime_minutes"]))
             self.comparisons[name] = Comparison(
                 policy=name,
@@ -212,6 +249,8 @@ class EvaluationReport:
                 else diff.scaled(math.nan),
                 downtime_diff=down,
                 no_more_downtime=down.mean <= 0,
+                ceiling=self.ceiling,
+                headroom_share=None if headroom is None else Interval.ratio(diff_samples, headroom),
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,7 +258,9 @@ class EvaluationReport:
             "env_config": self.env_config,
             "seeds": self.seeds,
             "baselines": self.baselines,
+            "references": self.references,
             "best_baseline": self.best_baseline,
+            "ceiling": self.ceiling,
             "summary": {n: {m: asdict(i) for m, i in s.items()} for n, s in self.summary.items()},
             "comparisons": {n: asdict(c) for n, c in self.comparisons.items()},
             "episodes": self.episodes,
@@ -236,6 +277,7 @@ class EvaluationReport:
         rows = []
         for name, s in self.summary.items():
             mark = " (baseline)" if name in self.baselines else ""
+            mark = " (reference, not deployable)" if name in self.references else mark
             rows.append(
                 [
                     name + mark,
@@ -254,6 +296,12 @@ class EvaluationReport:
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
         if self.best_baseline:
             lines.append(f"best baseline by profit: {self.best_baseline}")
+        if self.best_baseline and self.ceiling:
+            room = self.summary[self.ceiling]["profit"].mean - self.summary[self.best_baseline]["profit"].mean
+            lines.append(
+                f"headroom: {self.ceiling} (knows every future minute's load) earns {room:+,.0f} $/episode over "
+                f"{self.best_baseline}"
+            )
         for c in self.comparisons.values():
             verdict = "no more downtime" if c.no_more_downtime else "MORE downtime"
             lines.append(
@@ -261,6 +309,11 @@ class EvaluationReport:
                 f"({c.profit_diff_percent.format(1, signed=True)} %), downtime "
                 f"{c.downtime_diff.format(1, signed=True)} min/episode: {verdict}"
             )
+            if c.headroom_share is not None:
+                lines.append(
+                    f"{c.policy} captures {c.headroom_share.scaled(100).format(0, signed=True)} % of the headroom "
+                    f"(0 % = {c.baseline}, 100 % = {c.ceiling})"
+                )
         return "\n".join(lines)
 
 
@@ -271,12 +324,14 @@ def evaluate(
     episodes: int | None = None,
     env_config: Mapping[str, Any] | AutoScaleConfig | None = None,
     baselines: Sequence[str] | None = None,
+    references: Sequence[str] | None = None,
     batch_size: int = 256,
 ) -> EvaluationReport:
     """Evaluate every policy on the same episodes and compare the non-baselines with the best baseline.
 
     ``seeds``: one episode per seed (default: the first ``episodes`` of :data:`EVAL_SEEDS`, 100 if neither
-    is given). ``baselines``: names of the baseline policies (default: those whose ``is_baseline`` is true).
+    is given). ``baselines``: names of the baseline policies (default: those whose ``is_baseline`` is true);
+    ``references``: of the references, shown but never compared against (default: ``is_reference`` true).
     """
     if not policies:
         raise ValueError("evaluate() needs at least one policy")
@@ -289,12 +344,14 @@ def evaluate(
         raise ValueError("evaluate() needs at least one seed")
     if baselines is None:
         baselines = [n for n, p in policies.items() if getattr(p, "is_baseline", False)]
-    unknown = [b for b in baselines if b not in policies]
+    if references is None:
+        references = [n for n, p in policies.items() if getattr(p, "is_reference", False)]
+    unknown = [b for b in [*baselines, *references] if b not in policies]
     if unknown:
-        raise ValueError(f"baselines {unknown} are not among the policies {list(policies)}")
+        raise ValueError(f"baselines/references {unknown} are not among the policies {list(policies)}")
     config = AutoScaleConfig.from_mapping(env_config)
     per_policy = {
         name: {m: v.tolist() for m, v in run_episodes(p, seeds, config, batch_size=batch_size).items()}
         for name, p in policies.items()
     }
-    return EvaluationReport(config.to_dict(), seeds, list(baselines), per_policy)
+    return EvaluationReport(config.to_dict(), seeds, list(baselines), per_policy, list(references))
