@@ -45,7 +45,9 @@ def test_baselines_only_table_and_json(tmp_path):
     assert "best baseline by profit:" in res.stdout and "target_tracking (baseline)" in res.stdout
     report = json.loads(out.read_text())
     assert report["seeds"] == [1_000_000, 1_000_001, 1_000_002]
-    assert set(report["episodes"]) == {"static", "step_scaling", "target_tracking"}
+    assert set(report["episodes"]) == {"static", "step_scaling", "target_tracking", "clairvoyant"}
+    assert report["best_baseline"] != "clairvoyant" and report["ceiling"] == "clairvoyant"
+    assert "clairvoyant (reference, not deployable)" in res.stdout and "headroom: clairvoyant" in res.stdout
 
 
 def test_training_seeds_refused(tmp_path):
