@@ -50,6 +50,9 @@ class Preset:
     slowest averages (rates 0.001, 0.0001) are zeroed: in 1000-minute training episodes they never leave their
     start, so at 10,000 minutes they would show the policy values it has never seen (measured: a policy trained
     with them ran an 85-machine fleet at evaluation)."""
+    extra_features: list[str] = field(default_factory=list)
+    """Observation features the reference lacks (`AutoScaleConfig.extra_features`: "utilization", "load_trend"),
+    appended with a scale of 1 (they are in [0, 1]); the evaluation's baselines and reference see the same env."""
     train_episode_minutes: int = 1000
     """Episode length while training (the seed's 1000; the observation has no clock, so a policy trained on
     1000-minute episodes is evaluated on the env's default 10,000)."""
@@ -96,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         "reward_scale": preset.reward_scale,
         "observation_scale": preset.observation_scale,
     }
+    if preset.extra_features:
+        env_config["extra_features"] = list(preset.extra_features)
+        if len(preset.observation_scale) == 25:  # the reference's 25; the extra features are in [0, 1] already
+            env_config["observation_scale"] = [*preset.observation_scale, *[1.0] * len(preset.extra_features)]
     job = JobSpec(
         name=spec_job.get("name") or "autoscale-ppo",
         algorithm="PPO",

@@ -494,7 +494,7 @@ def _autoscale_problems(env_id: str, cfg: dict[str, Any], keys_only: bool) -> li
             (
                 "observation_scale",
                 f"has {len(scale)} factors; the observation has {config.observation_size} elements "
-                f"(20 + warmup_latency {config.warmup_latency})",
+                f"(20 + warmup_latency {config.warmup_latency} + {len(config.extra_features)} extra_features)",
                 f"give {config.observation_size} factors, or one number for all",
             )
         )

@@ -66,7 +66,8 @@ class FleetView:
 def decode_observation(obs: np.ndarray, config: AutoScaleConfig) -> FleetView:
     """Undo the observation's scaling (float32 rounding is far below 1 machine / 1 transaction)."""
     obs = np.asarray(obs, dtype=np.float64)
-    queue = obs[:, len(EMA_RATES) * len(SIGNALS) :]
+    start = len(EMA_RATES) * len(SIGNALS)
+    queue = obs[:, start : start + config.warmup_latency]  # extra_features, if any, come after it
     return FleetView(
         load=np.rint(obs[:, 0] * config.max_tpm),
         active=np.rint(obs[:, 3] * config.max_machines).astype(np.int64),

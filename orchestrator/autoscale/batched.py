@@ -217,7 +217,15 @@ class BatchedAutoScale:
         obs = np.empty((c.observation_size, self.num_envs), dtype=np.float32)
         k = ema.shape[0] * ema.shape[1]
         obs[:k] = ema.reshape(k, self.num_envs)
-        np.divide(self._queue, c.max_action, out=obs[k:], casting="unsafe")  # float64 divide, then rounded
+        w = c.warmup_latency
+        np.divide(self._queue, c.max_action, out=obs[k : k + w], casting="unsafe")  # float64 divide, then rounded
+        for i, name in enumerate(c.extra_features):  # EXTRA_FEATURES (config.py), as the scalar env computes them
+            if name == "utilization":
+                serving = (self._active + self._queue.sum(axis=0)) * c.tpm_per_machine
+                obs[k + w + i] = np.clip(load / (serving + 1e-5), 0.0, 2.0) / 2.0
+            else:
+                trend = (ema[1, 0] - ema[2, 0]) / (ema[2, 0] + 1e-5)
+                obs[k + w + i] = (np.clip(trend, -1.0, 1.0) + 1.0) / 2.0
         return obs.T
 
     def _parse_actions(self, actions: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from orchestrator.autoscale.baselines import decode_observation
-from orchestrator.autoscale.config import AutoScaleConfig
+from orchestrator.autoscale.config import EMA_RATES, SIGNALS, AutoScaleConfig
 from orchestrator.autoscale.evaluation import TRAIN_SEEDS, run_episodes
 
 # Tuned on TRAIN_SEEDS[:20] (default env: 10,001-minute episodes) over per_machine 150..300 in steps of 1
@@ -72,7 +72,8 @@ class Clairvoyant:
         w, m = c.warmup_latency, c.max_action
         view = decode_observation(obs, c)
         t = int(np.asarray(info["t"]).reshape(-1)[0])  # minutes played; the coming step is minute t + 1 (row t)
-        queue = np.rint(np.asarray(obs, dtype=np.float64)[:, -w:] * m)  # slot j joins in the coming step + j
+        start = len(EMA_RATES) * len(SIGNALS)  # slot j of the warm-up queue joins in the coming step + j
+        queue = np.rint(np.asarray(obs, dtype=np.float64)[:, start : start + w] * m)
         arrived = view.active + np.cumsum(queue, axis=1).T  # (w, n): serving in minutes t+1 .. t+w, if none is cut
         # Off: what is not needed in any minute before a machine turned on now could serve.
         spare = (arrived - self._needed[t : t + w]).min(axis=0)

@@ -22,6 +22,11 @@ from orchestrator.errors import UserError, did_you_mean
 EMA_RATES: tuple[float, ...] = (1.0, 0.1, 0.01, 0.001, 0.0001)
 # The four smoothed signals, in observation order within each rate.
 SIGNALS: tuple[str, ...] = ("load", "failed_fraction", "is_down", "active_machines")
+# Observation features the reference lacks, appended after the warm-up queue when asked for (`extra_features`),
+# each in [0, 1]: "utilization" = load / capacity of the machines serving and warming (tpm_per_machine each),
+# clipped to [0, 2], halved; "load_trend" = (load EMA at rate 0.1 - load EMA at rate 0.01) / the latter, clipped
+# to [-1, 1], mapped to [0, 1] (0.5: flat). Both are functions of the reference observation, made explicit.
+EXTRA_FEATURES: tuple[str, ...] = ("utilization", "load_trend")
 
 
 class AutoScaleConfigError(UserError, ValueError):
@@ -67,6 +72,9 @@ class AutoScaleConfig:
     max_tpm: int = field(
         default=100_000, metadata=_doc("load is clipped to [0, max_tpm]; scales observations")
     )
+    extra_features: tuple[str, ...] = field(
+        default=(), metadata=_doc(f"observation features appended after the reference's 25: any of {EXTRA_FEATURES}")
+    )
     zero_load_is_downtime: bool = field(
         default=True, metadata=_doc("reference quirk: a minute with load 0 counts as downtime (see env.py)")
     )
@@ -91,6 +99,18 @@ class AutoScaleConfig:
                 f"got {self.zero_load_is_downtime!r}.",
             )
         set_(self, "zero_load_is_downtime", bool(self.zero_load_is_downtime))
+        features = self.extra_features
+        if isinstance(features, str) or not isinstance(features, list | tuple):
+            features = ["<not a list>"]
+        unknown = [f for f in features if f not in EXTRA_FEATURES]
+        if unknown or len(set(features)) != len(features):
+            raise AutoScaleConfigError(
+                "extra_features",
+                f"AutoScaleConfig.extra_features must be a list of distinct names from {list(EXTRA_FEATURES)}; "
+                f"got {self.extra_features!r}.",
+                fix='e.g. `extra_features: ["utilization", "load_trend"]`',
+            )
+        set_(self, "extra_features", tuple(features))
 
         _require(
             self.warmup_latency >= 1,
@@ -155,7 +175,7 @@ class AutoScaleConfig:
 
     @property
     def observation_size(self) -> int:
-        return len(EMA_RATES) * len(SIGNALS) + self.warmup_latency
+        return len(EMA_RATES) * len(SIGNALS) + self.warmup_latency + len(self.extra_features)
 
 
 def describe_settings() -> dict[str, tuple[Any, str]]:

@@ -212,4 +212,15 @@ class AutoScaleEnv(gym.Env[np.ndarray, np.ndarray]):
             for signal in signals:
                 ema[i] = ema[i] * keep + signal * rate
                 i += 1
-        return np.array(ema + [q / c.max_action for q in self.warmup_queue], dtype=np.float32)
+        extra = [self._feature(name, load) for name in c.extra_features]
+        return np.array(ema + [q / c.max_action for q in self.warmup_queue] + extra, dtype=np.float32)
+
+    def _feature(self, name: str, load: float) -> float:
+        """One of EXTRA_FEATURES (config.py), in float64 as the batched env computes it."""
+        c, ema = self.config, self._ema
+        if name == "utilization":
+            serving = float(self.active_machines + sum(self.warmup_queue)) * c.tpm_per_machine
+            return min(max(load / (serving + 1e-5), 0.0), 2.0) / 2.0
+        slow = ema[2 * len(SIGNALS)]  # the load at rate 0.01; rate 0.1 is one row above
+        trend = (ema[len(SIGNALS)] - slow) / (slow + 1e-5)
+        return (min(max(trend, -1.0), 1.0) + 1.0) / 2.0

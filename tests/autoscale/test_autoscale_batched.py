@@ -64,6 +64,7 @@ def assert_batched_equals_scalars(
         ({"max_time_steps": 40}, 3),
         ({"max_time_steps": 25, "warmup_latency": 2, "zero_load_is_downtime": False, "tpm_sigma": 0}, 3),
         ({"max_time_steps": 3}, 40),  # many resets: each draws a spike, so the spike blocks refill
+        ({"max_time_steps": 60, "extra_features": ["load_trend", "utilization"]}, 2),
     ],
 )
 def test_equals_scalar_envs_step_for_step_across_auto_resets(config, episodes):
@@ -195,3 +196,28 @@ def test_observation_layouts():
     assert obs.flags.c_contiguous
     obs = vector.step(np.zeros((3, 2), dtype=int))[0]
     assert obs.flags.c_contiguous
+
+
+def test_extra_features_follow_the_reference_observation():
+    plain, extra = BatchedAutoScale(4), BatchedAutoScale(4, {"extra_features": ["utilization", "load_trend"]})
+    assert extra.single_observation_space.shape == (27,)
+    a, _ = plain.reset(seed=7)
+    b, _ = extra.reset(seed=7)
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        actions = rng.integers(0, 11, size=(4, 2))
+        (a, *_, info), (b, *_) = plain.step(actions), extra.step(actions)
+    assert np.array_equal(a, b[:, :25])  # the reference's 25 numbers are untouched
+    serving = (info["active_machines"] + info["warming_machines"]) * 300.0
+    assert np.allclose(b[:, 25], np.clip(info["load"] / serving, 0, 2) / 2, atol=1e-6)
+    trend = (a[:, 4].astype(float) - a[:, 8]) / (a[:, 8] + 1e-5)
+    assert np.allclose(b[:, 26], (np.clip(trend, -1, 1) + 1) / 2, atol=1e-4)
+    assert ((b >= 0) & (b <= 1)).all()
+
+
+@pytest.mark.parametrize("bad", ["utilization", ["utilisation"], ["load_trend", "load_trend"]])
+def test_unknown_extra_features_are_refused(bad):
+    from orchestrator.autoscale.config import AutoScaleConfigError
+
+    with pytest.raises(AutoScaleConfigError, match="extra_features must be a list of distinct names"):
+        BatchedAutoScale(1, {"extra_features": bad})
