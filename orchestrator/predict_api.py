@@ -180,20 +180,21 @@ async def read_body(request, limit: int) -> bytes:
             raise BadRequest(400, f"Content-Length `{length[:40]}` is not a number of bytes")
         if int(length) > limit:
             if int(length) <= limit + DRAIN_BYTES:
-                await _drain(chunks, 0)
+                await _drain(chunks, 0, limit + DRAIN_BYTES)
             raise _too_big(f"{int(length)} bytes", limit)
     body = bytearray()
     async for chunk in chunks:
         body += chunk
         if len(body) > limit:
-            await _drain(chunks, len(body))
+            await _drain(chunks, len(body), limit + DRAIN_BYTES)
             raise _too_big(f"more than {limit} bytes", limit)
     return bytes(body)
 
 
-async def _drain(chunks, seen: int) -> None:
+async def _drain(chunks, seen: int, most: int) -> None:
+    """Read and drop the rest of a body, `seen` bytes of it read already, until `most` bytes in all."""
     try:
-        await asyncio.wait_for(_read_up_to(chunks, seen, DRAIN_BYTES), DRAIN_SECONDS)
+        await asyncio.wait_for(_read_up_to(chunks, seen, most), DRAIN_SECONDS)
     except Exception:  # too slow (a client that stalls is answered anyway), or gone (ClientDisconnect)
         return
 

@@ -334,14 +334,17 @@ def test_rlo_serve_answers_refusals_like_the_serve_endpoint(edge, served, key_fi
 @pytest.mark.parametrize("server", ["edge", "served"])
 def test_a_body_over_the_limit_gets_its_413_while_the_client_is_still_sending(server, request, key_file):
     """Answering before the body is read and closing left the client's unsent bytes to a reset connection: CI saw
-    `Broken pipe` instead of the 413. The body here is far larger than loopback's socket buffers, so a server that
-    does not read it to its end resets the connection every time, not only when the timing is unlucky."""
+    `Broken pipe` instead of the 413. The body here (16 MiB over the limit) is far larger than loopback's socket
+    buffers, so a server that does not read it to its end resets the connection every time, not only when the
+    timing is unlucky."""
     import socket
     from urllib.parse import urlsplit
 
     url = urlsplit(request.getfixturevalue(server).url)
     limit = http("GET", f"{url.scheme}://{url.netloc}{url.path}/info", None, {"X-API-Key": key(key_file)})[1]
-    size = limit["max_body_bytes"] + 12 * 2**20
+    from orchestrator.predict_api import DRAIN_BYTES
+
+    size = limit["max_body_bytes"] + DRAIN_BYTES  # the largest body that is drained: every byte of it must be read
     head = (
         f"POST {url.path}/predict HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
         f"X-API-Key: {key(key_file)}\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
