@@ -59,6 +59,7 @@ class FleetView:
     load: np.ndarray  # transactions in the last minute
     active: np.ndarray  # machines serving
     warming: np.ndarray  # machines turned on, not yet serving
+    queue: np.ndarray  # (n, warmup_latency) of them by slot: slot j joins the fleet in the coming step + j
     failed_fraction: np.ndarray
     is_down: np.ndarray
 
@@ -66,12 +67,13 @@ class FleetView:
 def decode_observation(obs: np.ndarray, config: AutoScaleConfig) -> FleetView:
     """Undo the observation's scaling (float32 rounding is far below 1 machine / 1 transaction)."""
     obs = np.asarray(obs, dtype=np.float64)
-    start = len(EMA_RATES) * len(SIGNALS)
-    queue = obs[:, start : start + config.warmup_latency]  # extra_features, if any, come after it
+    start = len(EMA_RATES) * len(SIGNALS)  # the warm-up queue; extra_features, if any, come after it
+    queue = np.rint(obs[:, start : start + config.warmup_latency] * config.max_action).astype(np.int64)
     return FleetView(
         load=np.rint(obs[:, 0] * config.max_tpm),
         active=np.rint(obs[:, 3] * config.max_machines).astype(np.int64),
-        warming=np.rint(queue * config.max_action).astype(np.int64).sum(axis=1),
+        warming=queue.sum(axis=1),
+        queue=queue,
         failed_fraction=obs[:, 1],
         is_down=obs[:, 2],
     )

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from orchestrator.autoscale.baselines import decode_observation
-from orchestrator.autoscale.config import EMA_RATES, SIGNALS, AutoScaleConfig
+from orchestrator.autoscale.config import AutoScaleConfig
 from orchestrator.autoscale.evaluation import TRAIN_SEEDS, run_episodes
 
 # Tuned on TRAIN_SEEDS[:20] (default env: 10,001-minute episodes) over per_machine 150..300 in steps of 1
@@ -48,6 +48,8 @@ class Clairvoyant:
             raise ValueError(f"Clairvoyant has no parameter(s) {sorted(unknown)}; it takes {sorted(TUNED_CEILING)}")
         self.per_machine = np.asarray(params.get("per_machine", TUNED_CEILING["per_machine"]), dtype=float)
         self._needed: np.ndarray | None = None
+        # How far ahead a rise must be started: needed[t + h] - max_action * h, the most of it later minutes can add.
+        self._ramp = self.config.max_action * np.arange(RAMP_LOOKAHEAD + 1)[:, None]
 
     def see_future_load(self, loads: np.ndarray) -> None:
         """``loads[i, e]``: the load of env ``e`` in its minute ``i + 1`` (the first step after reset is minute 1)."""
@@ -57,8 +59,6 @@ class Clairvoyant:
         # Padded past the episode's end with its last minute, so that every look-ahead window is whole.
         pad = c.warmup_latency + RAMP_LOOKAHEAD + 1
         self._needed = np.concatenate([needed, np.repeat(needed[-1:], pad, axis=0)])
-        # How far ahead a rise must be started: needed[t + h] - max_action * h, the most of it later minutes can add.
-        self._ramp = c.max_action * np.arange(RAMP_LOOKAHEAD + 1)[:, None]
 
     def reset(self, num_envs: int) -> None:
         self._needed = None
@@ -72,9 +72,7 @@ class Clairvoyant:
         w, m = c.warmup_latency, c.max_action
         view = decode_observation(obs, c)
         t = int(np.asarray(info["t"]).reshape(-1)[0])  # minutes played; the coming step is minute t + 1 (row t)
-        start = len(EMA_RATES) * len(SIGNALS)  # slot j of the warm-up queue joins in the coming step + j
-        queue = np.rint(np.asarray(obs, dtype=np.float64)[:, start : start + w] * m)
-        arrived = view.active + np.cumsum(queue, axis=1).T  # (w, n): serving in minutes t+1 .. t+w, if none is cut
+        arrived = view.active + np.cumsum(view.queue, axis=1).T  # (w, n): serving in minutes t+1 .. t+w, if none is cut
         # Off: what is not needed in any minute before a machine turned on now could serve.
         spare = (arrived - self._needed[t : t + w]).min(axis=0)
         off = np.clip(np.minimum(spare, view.active), 0, m)
