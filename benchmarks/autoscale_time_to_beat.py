@@ -85,7 +85,7 @@ def report(run_id: str, episodes: int) -> None:
     from orchestrator import attach
     from orchestrator.autoscale.baselines import default_baselines
     from orchestrator.autoscale.ceiling import default_references
-    from orchestrator.autoscale.evaluation import EVAL_SEEDS, evaluate
+    from orchestrator.autoscale.evaluation import EVAL_SEEDS, EvaluationReport, evaluate
     from orchestrator.cli_autoscale import evaluation_env_config
     from orchestrator.policy import CheckpointPolicy
 
@@ -118,11 +118,10 @@ def report(run_id: str, episodes: int) -> None:
         m = by_iter.get(cp.iteration, {})
         minutes = (m.get("timestamp", rec.ended_at) - rec.created_at) / 60
         policy = CheckpointPolicy.load(cp.path, info["env_config"])
-        r = evaluate(
-            {"ppo": policy, best_name: best[best_name], ceiling: references[ceiling]},
-            seeds=seeds,
-            env_config=env_config,
-        )
+        # Only the policy is played per checkpoint; the rule and the reference, on the same seeds, once above.
+        ppo = evaluate({"ppo": policy}, seeds=seeds, env_config=env_config, baselines=[]).episodes["ppo"]
+        fixed = {n: base_report.episodes[n] for n in (best_name, ceiling)}
+        r = EvaluationReport(base_report.env_config, seeds, [best_name], {"ppo": ppo, **fixed}, [ceiling])
         c = r.comparisons["ppo"]
         beats = c.profit_diff.low > 0 and c.no_more_downtime
         if beats and first is None:
