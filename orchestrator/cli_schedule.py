@@ -18,7 +18,7 @@ from .errors import UserError
 
 
 def _next(rec) -> tuple[str, str]:
-    from .schedule import fmt_fire_time
+    from .cron import fmt_fire_time
 
     if rec.paused or rec.next_fire_at is None:
         return "-", "-"
@@ -125,7 +125,8 @@ def cmd_schedule_resume(args) -> int:
 
 
 def cmd_schedule_history(args) -> int:
-    from .schedule import fmt_fire_time, get_schedule, history
+    from .cron import fmt_fire_time
+    from .schedule import get_schedule, history
 
     rec = get_schedule(args.name)
     firings = history(args.name, limit=args.limit)
@@ -237,8 +238,9 @@ def _parse_clock_start(text: str) -> float:
 
 
 def cmd_scheduler(args) -> int:
+    from .cron import ScaledClock, SystemClock, fmt_fire_time
     from .registry import Registry
-    from .schedule import ScaledClock, Scheduler, SystemClock, fmt_fire_time
+    from .schedule import Scheduler
     from .settings import settings
 
     if args.max_sleep <= 0:

@@ -6,11 +6,7 @@ zone and policies, and `next_fire_at`, the earliest fire time not yet handled. E
 that restarts, or a second one, can never fire the same time twice; a firing interrupted between its claim and
 its submission is not retried (it is marked failed, or linked to its run when the run exists).
 
-Cron parsing and fire times come from APScheduler's CronTrigger (with zoneinfo time zones). Where APScheduler 3
-differs from standard cron, the expression is translated so that it means what cron (and KubeRay's RayCronJob)
-means: day-of-week numbers (0 and 7 are Sunday; APScheduler 3 counts 0 as Monday) and a restricted
-day-of-month *and* day-of-week (cron fires when either matches; APScheduler when both do). Clocks going back
-repeat an hour: a time that already fired in the first pass is not fired again (unless the hour field is `*`).
+Cron expressions, the fire times a schedule owes and the clocks are `orchestrator.cron`.
 
     sched = Scheduler()              # takes the scheduler lock next to the registry
     sched.tick()                     # fire what is due now; returns the firings it recorded
@@ -24,15 +20,11 @@ import os
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from .cron import CronExpression, SystemClock, due_firings, iso_time
 from .errors import EngineError, RloError, UserError, did_you_mean
 from .registry import TERMINAL, FiringRecord, Registry, ScheduleRecord
 from .settings import settings
@@ -40,295 +32,10 @@ from .settings import settings
 if TYPE_CHECKING:
     from .spec import Spec
 
-# A fire time this late (seconds) is still fired as on time; older ones were missed (the scheduler was not
-# running) and are handled by the schedule's catch-up policy.
-MISFIRE_GRACE_S = 120.0
 # How often a scheduler with a queued firing checks whether the run it waits for has ended (seconds).
 QUEUE_POLL_S = 5.0
-# At most this many missed firings get a row each; older ones are counted in the message of the oldest row.
-MAX_MISSED_ROWS = 50
 
 _NAME_FIX = "a schedule name is lowercase letters, digits and `-` (it also names the RayCronJob on Kubernetes)"
-
-# --- cron expressions -------------------------------------------------------------------------------------------
-
-_MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
-_APS_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
-_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # cron numbering: 0 (and 7) is Sunday
-_NUMERIC = re.compile(r"^[*0-9,/-]+$")
-_WITH_NAMES = re.compile(r"^[*0-9a-zA-Z,/-]+$")
-_DOW_ITEM = re.compile(r"^(\*|([0-7]|[a-z]{3})(-([0-7]|[a-z]{3}))?)(/([1-9][0-9]*))?$")
-
-
-class CronError(ValueError):
-    """An invalid cron expression; the message names the field."""
-
-
-def _dow_to_aps(value: str) -> str:
-    """A cron day-of-week field -> the same days for APScheduler 3 (names, so numbering cannot be confused)."""
-    if value in ("*", "?"):
-        return "*"
-    days: set[int] = set()
-    for item in value.lower().split(","):
-        m = _DOW_ITEM.match(item)
-        if not m:
-            raise CronError(f"day-of-week field `{value}`: `{item}` is not a day (0-7, sun-sat), range or step")
-
-        def num(tok: str) -> int:
-            if tok.isdigit():
-                return int(tok) % 7
-            if tok not in _DOW_NAMES:
-                raise CronError(f"day-of-week field `{value}`: `{tok}` is not a day name (sun, mon, ... sat)")
-            return _DOW_NAMES.index(tok)
-
-        step = int(m.group(6)) if m.group(6) else 1
-        if m.group(1) == "*":
-            lo, hi = 0, 6
-        else:
-            lo = num(m.group(2))
-            hi_tok = m.group(4)
-            # `5-7` is Friday to Sunday; a single day with a step (`1/2`) runs to Saturday, as in cron.
-            hi = (7 if hi_tok == "7" else num(hi_tok)) if hi_tok else (6 if m.group(6) else lo)
-            if hi < lo:
-                raise CronError(f"day-of-week field `{value}`: the range `{item}` goes backwards")
-        days.update(d % 7 for d in range(lo, hi + 1, step))
-    return ",".join(_DOW_NAMES[d] for d in sorted(days))
-
-
-@dataclass(frozen=True)
-class CronExpression:
-    """A standard 5-field cron expression read in an IANA time zone."""
-
-    expr: str
-    timezone: str = "UTC"
-    _triggers: tuple = field(default=(), compare=False, repr=False)
-    _hour_wildcard: bool = field(default=False, compare=False, repr=False)
-
-    @classmethod
-    def parse(cls, expr: str, timezone: str = "UTC") -> CronExpression:
-        from apscheduler.triggers.cron import CronTrigger
-
-        tz = _zone(timezone)
-        text = " ".join(str(expr).split())
-        fields = _MACROS.get(text.lower(), text).split()
-        if text.startswith("@") and text.lower() not in _MACROS:
-            raise CronError(f"unknown shortcut `{text}` (known: {', '.join(_MACROS)})")
-        if len(fields) != 5:
-            raise CronError(f"`{text}` has {len(fields)} field{'s' if len(fields) != 1 else ''}; cron needs 5")
-        values: dict[str, str] = {}
-        for i, (name, aps, value) in enumerate(zip(_FIELDS, _APS_FIELDS, fields, strict=True)):
-            pattern = _WITH_NAMES if name == "month" else _NUMERIC
-            if name == "day-of-week":
-                value = _dow_to_aps(value)
-            elif name == "day-of-month" and value == "?":
-                value = "*"
-            elif not pattern.match(value):
-                raise CronError(f"{name} field `{value}`: use numbers, `*`, ranges (a-b), lists (a,b) and steps (/n)")
-            try:
-                CronTrigger(**{aps: value}, timezone=tz)
-            except ValueError as e:
-                raise CronError(f"{name} field `{fields[i]}`: {_aps_message(e)}") from None
-            values[aps] = value
-        # Standard cron: with both day fields restricted, a day matches when either does.
-        dom, dow = fields[2], fields[4]
-        if dom.startswith(("*", "?")) or dow.startswith(("*", "?")):
-            triggers = (CronTrigger(**values, timezone=tz),)
-        else:
-            triggers = (
-                CronTrigger(**{**values, "day_of_week": "*"}, timezone=tz),
-                CronTrigger(**{**values, "day": "*"}, timezone=tz),
-            )
-        return cls(text, timezone, triggers, fields[1].startswith("*"))
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return _zone(self.timezone)
-
-    def next_after(self, ts: float) -> float | None:
-        """The first fire time strictly after the Unix time `ts`, or None if there is none."""
-        start = datetime.fromtimestamp(ts, UTC) + timedelta(microseconds=1)
-        while True:
-            times = [t for t in (trig.get_next_fire_time(None, start) for trig in self._triggers) if t is not None]
-            if not times:
-                return None
-            nxt = min(times)
-            if self._hour_wildcard or not _repeated_wall_time(nxt, self.tz):
-                return nxt.timestamp()
-            # The second pass of an hour the clocks went back over: this wall time has already fired.
-            start = nxt.astimezone(UTC) + timedelta(microseconds=1)
-
-    def times_between(self, after: float, until: float):
-        """Fire times t with after < t <= until, in order."""
-        t = self.next_after(after)
-        while t is not None and t <= until:
-            yield t
-            t = self.next_after(t)
-
-
-def _repeated_wall_time(dt: datetime, tz: ZoneInfo) -> bool:
-    """True for the second occurrence of a local time that happens twice (clocks going back)."""
-    naive = dt.astimezone(tz).replace(tzinfo=None)
-    first, second = naive.replace(tzinfo=tz, fold=0), naive.replace(tzinfo=tz, fold=1)
-    return first.utcoffset() != second.utcoffset() and dt.utcoffset() == second.utcoffset()
-
-
-def _aps_message(e: Exception) -> str:
-    msg = str(e)
-    m = re.match(r"Error validating expression '[^']*': (.*)", msg)
-    return m.group(1) if m else msg
-
-
-@lru_cache(maxsize=64)
-def _zone(name: str) -> ZoneInfo:
-    try:
-        if not name or name != name.strip() or name.startswith(("/", ".")) or ".." in name:
-            raise ZoneInfoNotFoundError(name)
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        hint = did_you_mean(name, _zone_names()) or _zone_hint(name)
-        raise ValueError(
-            f"unknown time zone `{name}`"
-            + (f"; {hint}" if hint else "")
-            + " (give an IANA name such as UTC, Europe/Berlin, America/New_York)"
-        ) from None
-
-
-@lru_cache(maxsize=1)
-def _zone_names() -> tuple[str, ...]:
-    return tuple(sorted(available_timezones()))
-
-
-def _zone_hint(name: str) -> str | None:
-    """`berlin` -> Europe/Berlin: match the last part of a zone name, ignoring case."""
-    key = name.strip().lower().replace(" ", "_")
-    hits = [z for z in _zone_names() if z.lower().rsplit("/", 1)[-1] == key]
-    return f"did you mean `{hits[0]}`?" if len(hits) == 1 else None
-
-
-def check_timezone(name: str) -> str:
-    _zone(name)
-    return name
-
-
-def check_cron(expr: str) -> str:
-    """Validate a cron expression (in UTC; time zones do not change its syntax). Returns it normalized."""
-    try:
-        return CronExpression.parse(expr).expr
-    except CronError as e:
-        raise ValueError(
-            f"invalid cron expression: {e} (cron: minute hour day-of-month month day-of-week, e.g. `0 2 * * *`)"
-        ) from None
-
-
-def check_fires(expr: str, timezone: str) -> None:
-    cron = CronExpression.parse(expr, timezone)
-    if cron.next_after(time.time()) is None:
-        raise ValueError(f"the cron expression `{expr}` never fires (no date matches it, e.g. 30 February)")
-
-
-# --- which fire times are due -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Due:
-    """What a schedule owes at `now`: times to fire, times missed, and the next time after them all."""
-
-    fire: list[float]
-    missed: list[float]
-    missed_uncounted: int  # missed times older than the ones in `missed` (they get no row of their own)
-    next_fire_at: float | None
-
-
-def due_firings(
-    cron: CronExpression,
-    next_fire_at: float,
-    now: float,
-    catch_up: str,
-    max_catch_up: int = 10,
-    grace_s: float = MISFIRE_GRACE_S,
-) -> Due:
-    """Pure: given the earliest unhandled fire time, which times to fire now and which were missed.
-
-    A time at most `grace_s` old is on time. Older ones were missed (no scheduler was running); of those,
-    catch_up `none` fires none, `latest` fires the latest (unless an on-time firing comes right after it), and
-    `all` fires up to `max_catch_up` of the latest, in order."""
-    if next_fire_at > now:
-        return Due([], [], 0, next_fire_at)
-    on_time: list[float] = []
-    late: deque[float] = deque(maxlen=max(max_catch_up, 1) + MAX_MISSED_ROWS)
-    late_total = 0
-    t: float | None = next_fire_at
-    while t is not None and t <= now:
-        if now - t <= grace_s:
-            on_time.append(t)
-        else:
-            late.append(t)
-            late_total += 1
-        t = cron.next_after(t)
-    late_list = list(late)
-    if catch_up == "all":
-        fire_late = late_list[-max_catch_up:]
-    elif catch_up == "latest" and late_list and not on_time:
-        fire_late = late_list[-1:]
-    else:
-        fire_late = []
-    missed = late_list[: len(late_list) - len(fire_late)]
-    uncounted = late_total - len(late_list)
-    if len(missed) > MAX_MISSED_ROWS:
-        uncounted += len(missed) - MAX_MISSED_ROWS
-        missed = missed[-MAX_MISSED_ROWS:]
-    return Due(fire_late + on_time, missed, uncounted, t)
-
-
-# --- clocks -----------------------------------------------------------------------------------------------------
-
-
-class SystemClock:
-    def now(self) -> float:
-        return time.time()
-
-    def sleep(self, seconds: float, stop: threading.Event) -> None:
-        stop.wait(max(seconds, 0.0))
-
-
-class ManualClock:
-    """A clock that moves only when told to (tests)."""
-
-    def __init__(self, start: float) -> None:
-        self.t = float(start)
-
-    def now(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> float:
-        self.t += seconds
-        return self.t
-
-    def sleep(self, seconds: float, stop: threading.Event) -> None:
-        self.t += max(seconds, 0.0)
-
-
-class ScaledClock:
-    """Starts at `start` and runs `speed` times faster than real time (the scheduler's hidden test hook)."""
-
-    def __init__(self, start: float, speed: float = 1.0) -> None:
-        self.start, self.speed, self._t0 = float(start), float(speed), time.monotonic()
-
-    def now(self) -> float:
-        return self.start + (time.monotonic() - self._t0) * self.speed
-
-    def sleep(self, seconds: float, stop: threading.Event) -> None:
-        stop.wait(max(seconds, 0.0) / self.speed)
-
 
 # --- the schedules (Python API of `rlo schedule ...`) ------------------------------------------------------------
 
@@ -500,12 +207,6 @@ def history(name: str, limit: int | None = None, registry: Registry | None = Non
     return reg.firings(name, limit=limit)
 
 
-def fmt_fire_time(ts: float | None, timezone: str = "UTC") -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, _zone(timezone)).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
 def firing_tag(name: str, fire_time: float) -> str:
     """Written into the submitted run's command, so a firing can be linked to its run after a crash."""
     return f"schedule={name} firing={fire_time:.0f}"
@@ -610,7 +311,7 @@ class Scheduler:
             try:
                 out += self._tick_one(rec, now)
             except Exception as e:  # one broken schedule must not stop the others
-                self.log(f"{_iso(now)} {rec.name}: error: {type(e).__name__}: {e}")
+                self.log(f"{iso_time(now)} {rec.name}: error: {type(e).__name__}: {e}")
         return out
 
     def _tick_one(self, rec: ScheduleRecord, now: float) -> list[FiringRecord]:
@@ -634,7 +335,7 @@ class Scheduler:
                     message=f"{msg}; {due.missed_uncounted} earlier firings were missed too",
                 )
             for t in claimed:
-                self.log(f"{_iso(t, rec.timezone)} {rec.name}: missed ({msg})")
+                self.log(f"{iso_time(t, rec.timezone)} {rec.name}: missed ({msg})")
                 out.append(self._firing(rec.name, t))
         for t in due.fire:
             if not self.registry.claim_firings(rec.name, [t], "submitting", cron.next_after(t)):
@@ -671,7 +372,7 @@ class Scheduler:
         return (rec.id, rec.status) if rec.status not in TERMINAL else (None, None)
 
     def _fire(self, rec: ScheduleRecord, t: float, now: float) -> FiringRecord:
-        where = f"{_iso(t, rec.timezone)} {rec.name}"
+        where = f"{iso_time(t, rec.timezone)} {rec.name}"
         try:
             prev_id, prev_status = self._previous_active(rec.name)
         except RloError as e:
@@ -683,7 +384,8 @@ class Scheduler:
             if rec.overlap == "queue":
                 waiting = [f for f in self.registry.firings(rec.name, outcome="queued") if f.fire_time != t]
                 if waiting:
-                    msg = f"a firing is already queued ({_iso(waiting[0].fire_time, rec.timezone)}); at most one waits"
+                    queued_at = iso_time(waiting[0].fire_time, rec.timezone)
+                    msg = f"a firing is already queued ({queued_at}); at most one waits"
                     return self._settle(rec, t, "skipped", msg, where)
                 return self._settle(rec, t, "queued", f"waits for run {prev_id} ({prev_status}) to end", where)
             # cancel_previous
@@ -750,7 +452,7 @@ class Scheduler:
         f = queued[0]
         if not self.registry.update_firing(rec.name, f.fire_time, outcome="submitting", expect="queued"):
             return []
-        where = f"{_iso(f.fire_time, rec.timezone)} {rec.name}"
+        where = f"{iso_time(f.fire_time, rec.timezone)} {rec.name}"
         late = max(now - f.fire_time, 0)
         return [self._submit_firing(rec, f.fire_time, "submitted", f"was queued; submitted {late:.0f} s late", where)]
 
@@ -777,7 +479,3 @@ class Scheduler:
                 return
             now = self.clock.now()
             self.clock.sleep(self.next_wake(now, max_sleep) - now, stop)
-
-
-def _iso(ts: float, timezone: str = "UTC") -> str:
-    return datetime.fromtimestamp(ts, _zone(timezone)).isoformat(timespec="seconds")

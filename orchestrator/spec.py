@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from . import catalog, metrics
+from .cron import check_cron, check_fires, check_timezone
 from .errors import SpecError, did_you_mean, shorten
 
 ALGORITHMS = ("PPO", "IMPALA", "APPO")
@@ -542,21 +543,15 @@ class ScheduleSpec(Model):
     @field_validator("cron")
     @classmethod
     def _cron(cls, v: str) -> str:
-        from .schedule import check_cron
-
         return check_cron(v)
 
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, v: str) -> str:
-        from .schedule import check_timezone
-
         return check_timezone(v)
 
     @model_validator(mode="after")
     def _fires(self):
-        from .schedule import check_fires
-
         check_fires(self.cron, self.timezone)
         return self
 

@@ -18,17 +18,13 @@ import pytest
 import yaml
 from crd_validation import validate_manifest
 
+from orchestrator.cron import MISFIRE_GRACE_S, CronError, CronExpression, ManualClock, due_firings
 from orchestrator.errors import SpecError, UserError
 from orchestrator.registry import Registry
 from orchestrator.schedule import (
-    MISFIRE_GRACE_S,
-    CronError,
-    CronExpression,
-    ManualClock,
     Scheduler,
     SchedulerLocked,
     add_schedule,
-    due_firings,
     pause_schedule,
     resume_schedule,
 )
