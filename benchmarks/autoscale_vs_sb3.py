@@ -30,12 +30,12 @@ t0 = float(sys.argv[2])
 import numpy as np, torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
-from orchestrator.training import _make_env
+from orchestrator.envs import make_env
 from entry_scripts.autoscale_ppo import Preset
 p = Preset()
 cfg = {"max_time_steps": p.train_episode_minutes, "reward_scale": p.reward_scale,
        "observation_scale": p.observation_scale}
-venv = DummyVecEnv([lambda: _make_env("rlo/AutoScale-v0", None, cfg) for _ in range(%(envs)d)])
+venv = DummyVecEnv([lambda: make_env("rlo/AutoScale-v0", None, cfg) for _ in range(%(envs)d)])
 model = PPO("MlpPolicy", venv, n_steps=%(batch)d // %(envs)d, batch_size=%(minibatch)d, n_epochs=%(epochs)d,
             learning_rate=3e-4, gamma=0.99, gae_lambda=0.95, clip_range=0.2, ent_coef=0.0, seed=0, device="cpu",
             policy_kwargs=dict(net_arch=[64, 64], activation_fn=torch.nn.Tanh), verbose=0)

@@ -351,8 +351,8 @@ def _torch_export(network, example, path: Path, outputs: list[str], checkpoint: 
 
 def export_run(run, *, checkpoint: str = "latest", format: str = "onnx", out: str | os.PathLike | None = None) -> dict:
     """`Run.export`: the run's checkpoint (latest, best or a path) with the run's preprocessing and provenance."""
+    from .envs import is_atari
     from .serving import atari_preprocessing, default_name, resolve_checkpoint
-    from .training import is_atari
 
     if format not in FORMATS:
         raise UserError(f"--format `{format}` is not one `rlo export` writes", fix=f"use one of: {', '.join(FORMATS)}")

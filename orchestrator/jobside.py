@@ -9,8 +9,8 @@ from pathlib import Path
 import ray
 
 from . import events, metrics
+from .envs import make_env
 from .errors import UserError
-from .training import _make_env
 
 # Seconds a job may run past `max_run_duration_seconds` (to write its last checkpoint) before it is killed.
 HARD_KILL_GRACE_S = 120
@@ -20,7 +20,7 @@ PREFLIGHT_TIMEOUT_S = 120
 
 @ray.remote(num_cpus=0, max_retries=0)
 def _probe_env(env_id: str, env_config: dict, source_dir: str | None) -> dict:
-    env = _make_env(env_id, source_dir, env_config)
+    env = make_env(env_id, source_dir, env_config)
     obs, _ = env.reset(seed=0)
     env.step(env.action_space.sample())
     shape = getattr(obs, "shape", None)

@@ -663,11 +663,11 @@ def deploy(
     `server_timing`: /predict answers carry a `Server-Timing` header with the replica's time per phase (for
     profiling: benchmarks/serving_profile.py)."""
     from .backends import EMBEDDED
+    from .envs import is_atari
     from .local_ray import LocalRayManager
     from .run import Run
     from .run import attach as attach_run
     from .serving_endpoint import key_digest
-    from .training import is_atari
 
     # Everything that can be refused is refused before the run is looked up and before Ray or Serve start.
     check_options(
@@ -803,7 +803,7 @@ def deploy(
 
 
 def atari_preprocessing(spec: dict, env_config: dict) -> dict:
-    """The frame size and stack training used (training._make_env; `model.dim` is the seeds' legacy spelling)."""
+    """The frame size and stack training used (envs.make_env; `model.dim` is the seeds' legacy spelling)."""
     legacy = ((((spec or {}).get("job") or {}).get("hyperparameters") or {}).get("model") or {}).get("dim")
     return {"dim": int(env_config.get("dim", legacy or 64)), "framestack": int(env_config.get("framestack", 4))}
 

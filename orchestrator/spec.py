@@ -256,9 +256,9 @@ class FaultToleranceConfig(Model):
 
 def _normalize_algorithm(v: Any) -> Any:
     # The names are RLlib's registry's (read without importing RLlib); a dropped one (A2C...) names its successor.
-    # Whether it learns online is checked with RLlib at submission (`training._config_class`).
+    # Whether it learns online is checked with RLlib at submission (`algorithms.config_class`).
     if isinstance(v, str):
-        from .training import resolve_algorithm
+        from .algorithms import resolve_algorithm
 
         name, what, fix = resolve_algorithm(v)
         if name is None:
@@ -317,7 +317,7 @@ class JobSpec(Model):
         # Only for envs whose settings are known (ours, Atari, Gymnasium's own); runs no user code.
         env = info.data.get("env")
         if v and env:
-            from .training import env_config_problems
+            from .envs import env_config_problems
 
             problems = env_config_problems(env, v)
             if problems:
@@ -630,7 +630,7 @@ class Spec(Model):
         # known), and every `choice`/`grid` value must be one the env accepts.
         if self.sweep is None or not self.job.env:
             return self
-        from .training import env_config_problems
+        from .envs import env_config_problems
 
         found = []
         for path, dist in self.sweep.parameters.items():

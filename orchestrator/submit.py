@@ -57,7 +57,8 @@ def validate_job(spec: Spec) -> list[str]:
     notices += tracking.check(spec, remote=spec.cluster.address is not None)
     if job.entry_script is not None:
         return notices
-    from .training import translate_hyperparameters, validate_env
+    from .envs import validate_env
+    from .training import translate_hyperparameters
 
     source = _source_dir(spec)
     validate_env(job.env, source)

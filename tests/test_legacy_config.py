@@ -9,15 +9,11 @@ import textwrap
 import pytest
 
 from orchestrator import Estimator, JobSpec
+from orchestrator.algorithms import online_algorithms, registered_algorithms
+from orchestrator.envs import validate_env
 from orchestrator.errors import UserError
 from orchestrator.spec import Spec
-from orchestrator.training import (
-    build_config,
-    online_algorithms,
-    registered_algorithms,
-    translate_hyperparameters,
-    validate_env,
-)
+from orchestrator.training import build_config, translate_hyperparameters
 
 # The config of SageMaker's rl_cartpole_ray example (train-rl-cartpole-ray.py), num_cpus = 4.
 SAGEMAKER_CARTPOLE = {

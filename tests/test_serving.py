@@ -436,12 +436,12 @@ def test_undeploy_stops_the_endpoint(rlo_home, endpoint):
 
 
 def training_observations(env_id: str, n: int, seed: int = 0) -> np.ndarray:
-    """Observations of the env as training makes it (training._make_env; a batched VectorEnv when the env has
+    """Observations of the env as training makes it (envs.make_env; a batched VectorEnv when the env has
     its own and training uses it), from a random-action rollout."""
-    from orchestrator import training
+    from orchestrator import envs
 
-    vectorized = getattr(training, "has_vector_entry_point", lambda _: False)(env_id)
-    env = training._make_env(env_id, None, {"num_envs": 1} if vectorized else {})
+    vectorized = envs.has_vector_entry_point(env_id)
+    env = envs.make_env(env_id, None, {"num_envs": 1} if vectorized else {})
     space = env.single_action_space if vectorized else env.action_space
     space.seed(seed)
     obs, _ = env.reset(seed=seed)

@@ -2,8 +2,9 @@
 
 import pytest
 
+from orchestrator.envs import is_atari, validate_env
 from orchestrator.errors import UserError
-from orchestrator.training import is_atari, translate_hyperparameters, validate_env
+from orchestrator.training import translate_hyperparameters
 
 
 @pytest.mark.parametrize("env_id", ["PongNoFrameskip-v4", "ALE/Pong-v5", "ale_py:ALE/Pong-v5"])
@@ -74,14 +75,14 @@ def test_metrics_logger_keeps_the_last_episode_window_and_unscales(tmp_path):
 def test_observation_and_reward_scaling_wrappers():
     import numpy as np
 
-    from orchestrator.training import _make_env
+    from orchestrator.envs import make_env
 
     scale = [20.0, 1.0, 1.0, 20.0] * 5 + [1.0] * 5
-    plain = _make_env("rlo/AutoScale-v0", None, {"max_time_steps": 50})
-    scaled = _make_env(
+    plain = make_env("rlo/AutoScale-v0", None, {"max_time_steps": 50})
+    scaled = make_env(
         "rlo/AutoScale-v0", None, {"max_time_steps": 50, "reward_scale": 0.01, "observation_scale": scale}
     )
-    vec = _make_env(
+    vec = make_env(
         "rlo/AutoScale-v0",
         None,
         {"max_time_steps": 50, "reward_scale": 0.01, "observation_scale": scale, "num_envs": 3},
@@ -98,7 +99,7 @@ def test_observation_and_reward_scaling_wrappers():
 
 
 def test_batched_vector_env_only_where_it_keeps_the_training_preprocessing():
-    from orchestrator.training import has_vector_entry_point
+    from orchestrator.envs import has_vector_entry_point
 
     assert has_vector_entry_point("rlo/AutoScale-v0")
     # ale_py registers a vector env with its own frames; Atari must go through RLlib's wrappers (64x64x4).

@@ -696,15 +696,15 @@ class SageMakerRayLauncher:
 
 def _algorithm_class(run: Any):
     """RLlib's name and Algorithm class for the experiment's `run` (any online algorithm of the new API stack);
-    the spec's own check (training.resolve_algorithm) names the replacement of an algorithm RLlib dropped."""
+    the spec's own check (algorithms.resolve_algorithm) names the replacement of an algorithm RLlib dropped."""
     from ray.tune.registry import get_trainable_cls
 
-    from .. import training
+    from .. import algorithms
 
-    name, what, fix = training.resolve_algorithm(str(run))
+    name, what, fix = algorithms.resolve_algorithm(str(run))
     if name is None:
         raise UserError(f"the experiment's `run: {run}`: {what}", fix=fix.replace("algorithm:", "run:"))
-    online = training.online_algorithms()
+    online = algorithms.online_algorithms()
     if name not in online:
         raise UserError(
             f"the experiment's `run: {name}` is one of RLlib's offline algorithms (it learns from "
