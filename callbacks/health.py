@@ -138,9 +138,9 @@ def env_runner_errors(algorithm) -> str:
             try:
                 ray.get(ref, timeout=15)
             except Exception as e:  # the actor's death cause carries its creation traceback
-                found.append(_last_error_line(str(e)))
+                found.append(last_error_line(str(e)))
     except Exception as e:
-        found.append(_last_error_line(str(e)))
+        found.append(last_error_line(str(e)))
     distinct = list(dict.fromkeys(found))
     if not distinct:
         return (
@@ -150,7 +150,7 @@ def env_runner_errors(algorithm) -> str:
     return "; ".join(distinct)
 
 
-def _last_error_line(text: str) -> str:
+def last_error_line(text: str) -> str:
     """The most telling line of a Ray error: the exception raised in the actor (e.g. `ModuleNotFoundError: ...`)."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for ln in reversed(lines):

@@ -44,6 +44,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from orchestrator.cli import run_main
+    from orchestrator.errors import run_main
 
     sys.exit(run_main(main))

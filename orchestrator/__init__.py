@@ -7,22 +7,65 @@ The Python API mirrors the `rlo` command line:
     run.metrics(), run.checkpoints()
 """
 
-from .errors import EngineError, JobFailed, PlanError, RloError, SpecError, UserError
-from .estimator import Estimator
-from .planner import Plan, plan_env_runners, plan_spec
-from .run import Run, attach, list_runs
-from .serving import PredictionError, Predictor
-from .spec import (
-    CheckpointConfig,
-    ClusterSpec,
-    HeadConfiguration,
-    JobSpec,
-    ScheduleSpec,
-    Spec,
-    WorkerConfiguration,
-    load_spec,
-    parse_spec,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Loaded on first use (PEP 562), so that `import orchestrator.contract` inside a job loads the job's side only,
+# not the submitting side (Estimator, submit, Serve client) with it.
+_WHERE = {
+    **dict.fromkeys(("EngineError", "JobFailed", "PlanError", "RloError", "SpecError", "UserError"), "errors"),
+    "Estimator": "estimator",
+    **dict.fromkeys(("Plan", "plan_env_runners", "plan_spec"), "planner"),
+    **dict.fromkeys(("Run", "attach", "list_runs"), "run"),
+    **dict.fromkeys(("PredictionError", "Predictor"), "serving"),
+    **dict.fromkeys(
+        (
+            "CheckpointConfig",
+            "ClusterSpec",
+            "HeadConfiguration",
+            "JobSpec",
+            "ScheduleSpec",
+            "Spec",
+            "WorkerConfiguration",
+            "load_spec",
+            "parse_spec",
+        ),
+        "spec",
+    ),
+}
+
+if TYPE_CHECKING:
+    from .errors import EngineError, JobFailed, PlanError, RloError, SpecError, UserError
+    from .estimator import Estimator
+    from .planner import Plan, plan_env_runners, plan_spec
+    from .run import Run, attach, list_runs
+    from .serving import PredictionError, Predictor
+    from .spec import (
+        CheckpointConfig,
+        ClusterSpec,
+        HeadConfiguration,
+        JobSpec,
+        ScheduleSpec,
+        Spec,
+        WorkerConfiguration,
+        load_spec,
+        parse_spec,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "CheckpointConfig",

@@ -7,83 +7,13 @@ detached with Ctrl-C (the job goes on).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
-import os
 import sys
 import time
-import traceback
-from collections.abc import Callable
-from datetime import datetime
 
-from .errors import RloError, UserError
-
-
-def run_main(fn: Callable[[], int]) -> int:
-    """Run `fn`, turning errors into one clear message and an exit code (RLO_DEBUG=1 shows the stack)."""
-    debug = os.environ.get("RLO_DEBUG") not in (None, "", "0")
-    try:
-        return fn() or 0
-    except KeyboardInterrupt:
-        print("\n[rlo] interrupted", file=sys.stderr)
-        return 130
-    except RloError as e:
-        if debug:
-            traceback.print_exc()
-        kind = "error" if isinstance(e, UserError) else type(e).__name__
-        print(f"rlo: {kind}: {e}", file=sys.stderr)
-        return e.exit_code
-    except BrokenPipeError:
-        _quiet_stdout()  # `rlo list | head`: the reader had enough; not an error
-        return 0
-    except OSError as e:
-        if e.filename is None:
-            return _internal_error(e, debug)
-        # A file or folder the user named (or one of the tool's own) cannot be used: say which and why.
-        if debug:
-            traceback.print_exc()
-        target = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
-        print(
-            f"rlo: error: cannot use {target}: {e.strerror or e}\n  fix: check the path and its permissions "
-            "(an output must be a file in a writable folder)",
-            file=sys.stderr,
-        )
-        return 2
-    except Exception as e:  # a bug of ours: say so, briefly
-        return _internal_error(e, debug)
-
-
-def _internal_error(e: Exception, debug: bool) -> int:
-    if debug:
-        raise e
-    print(f"rlo: internal error: {type(e).__name__}: {e}\n  (set RLO_DEBUG=1 to see the traceback)", file=sys.stderr)
-    return 1
-
-
-def _quiet_stdout() -> None:
-    """After a closed pipe, point stdout at /dev/null so that Python's flush at exit raises nothing."""
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-
-
-def _fmt_time(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
-
-
-def print_table(rows: list[tuple]) -> None:
-    """Left-aligned columns, two spaces apart; the first row is the header."""
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _fmt_metric(v) -> str:
-    if v is None:
-        return "-"
-    return f"{v:,.1f}" if isinstance(v, float) and not float(v).is_integer() else f"{int(v):,}"
-
+from .errors import RloError, quiet_stdout, run_main
+from .tables import fmt_metric, fmt_time, print_table
 
 # --- commands ---------------------------------------------------------------------------------------------------
 
@@ -137,8 +67,10 @@ def cmd_submit(args) -> int:
         try:
             spec.job.name = args.name
         except ValidationError as e:
-            problems = [("--name", what, "letters, digits, `-`, `_` and `.`, starting with a letter or digit")
-                        for _, what, _ in problems_from(e, JobSpec)]
+            problems = [
+                ("--name", what, "letters, digits, `-`, `_` and `.`, starting with a letter or digit")
+                for _, what, _ in problems_from(e, JobSpec)
+            ]
             raise SpecError(args.spec, problems) from None
     if getattr(args, "backend", "ray") == "azureml":
         from .cli_render import submit_azureml
@@ -213,9 +145,9 @@ def cmd_status(args) -> int:
         )
         return 0
     print(f"{rec.id}: {rec.status}")
-    print(f"  submitted {_fmt_time(rec.created_at)} to {rec.backend} ({rec.address})")
+    print(f"  submitted {fmt_time(rec.created_at)} to {rec.backend} ({rec.address})")
     if rec.ended_at:
-        print(f"  ended     {_fmt_time(rec.ended_at)} ({rec.ended_at - rec.created_at:.0f} s after submission)")
+        print(f"  ended     {fmt_time(rec.ended_at)} ({rec.ended_at - rec.created_at:.0f} s after submission)")
     if rec.stop_reason:
         print(f"  why       {rec.stop_reason}")
     if rec.message and (rec.status != "SUCCEEDED" or rec.extra.get("unreadable_fields")):
@@ -225,8 +157,8 @@ def cmd_status(args) -> int:
 
         fm = rec.final_metrics
         print(
-            f"  final     iter {fm.get('training_iteration')}, {_fmt_metric(fm.get(metrics.ENV_STEPS))} env steps, "
-            f"return mean {_fmt_metric(fm.get(metrics.RETURN_MEAN))}"
+            f"  final     iter {fm.get('training_iteration')}, {fmt_metric(fm.get(metrics.ENV_STEPS))} env steps, "
+            f"return mean {fmt_metric(fm.get(metrics.RETURN_MEAN))}"
         )
     cps = run.registry.checkpoints(rec.id)
     if cps:
@@ -234,7 +166,7 @@ def cmd_status(args) -> int:
     attempts = run.registry.attempts(rec.id)
     for a in attempts[1:] if len(attempts) > 1 else []:
         print(
-            f"  attempt {a['attempt']} submitted {_fmt_time(a['submitted_at'])} (`rlo resume`)"
+            f"  attempt {a['attempt']} submitted {fmt_time(a['submitted_at'])} (`rlo resume`)"
             + (f", from iteration {a['from_iteration']}" if a.get("from_iteration") else "")
             + (f": {a['status']}" if a.get("status") else "")
         )
@@ -314,10 +246,10 @@ def cmd_list(args) -> int:
             (
                 r.id,
                 r.status,
-                _fmt_time(r.created_at),
-                _fmt_metric(fm.get("training_iteration")),
-                _fmt_metric(fm.get(metrics.ENV_STEPS)),
-                _fmt_metric(fm.get(metrics.RETURN_MEAN)),
+                fmt_time(r.created_at),
+                fmt_metric(fm.get("training_iteration")),
+                fmt_metric(fm.get(metrics.ENV_STEPS)),
+                fmt_metric(fm.get(metrics.RETURN_MEAN)),
                 (r.stop_reason or r.message or "")[:60],
             )
         )
@@ -336,8 +268,8 @@ def cmd_metrics(args) -> int:
     print(f"{'iter':>5} {'env steps':>12} {'return mean':>12} {'time (s)':>9}")
     for r in series:
         print(
-            f"{_fmt_metric(r.get('training_iteration')):>5} {_fmt_metric(r.get(metrics.ENV_STEPS)):>12} "
-            f"{_fmt_metric(r.get(metrics.RETURN_MEAN)):>12} {_fmt_metric(r.get('time_total_s')):>9}"
+            f"{fmt_metric(r.get('training_iteration')):>5} {fmt_metric(r.get(metrics.ENV_STEPS)):>12} "
+            f"{fmt_metric(r.get(metrics.RETURN_MEAN)):>12} {fmt_metric(r.get('time_total_s')):>9}"
         )
     return 0
 
@@ -469,13 +401,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse prints its own message; a usage error is a user error
         return 2 if e.code not in (0, None) else 0
     except BrokenPipeError:  # `rlo --help | head`
-        _quiet_stdout()
+        quiet_stdout()
         return 0
     code = run_main(lambda: args.fn(args))
     try:
         sys.stdout.flush()
     except BrokenPipeError:  # the last lines were still buffered when the reader went away
-        _quiet_stdout()
+        quiet_stdout()
     return code
 
 

@@ -7,7 +7,7 @@ import sys
 
 def cmd_cluster(args) -> int:
     from . import cluster
-    from .cli import print_table
+    from .tables import print_table
 
     notices: list[str] = []
     if args.action == "start-head":

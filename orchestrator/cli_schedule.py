@@ -13,8 +13,9 @@ import threading
 import time
 from datetime import datetime
 
-from .cli import print_table
+from .cli_render import add_render_arguments, cmd_render_raycronjob
 from .errors import UserError
+from .tables import print_table
 
 
 def _next(rec) -> tuple[str, str]:
@@ -141,71 +142,6 @@ def cmd_schedule_history(args) -> int:
         rows.append((fmt_fire_time(f.fire_time, rec.timezone), f.outcome, f.run_id or "-", f.message or ""))
     print_table(rows)
     return 0
-
-
-def cmd_render_raycronjob(args) -> int:
-    """`rlo render raycronjob SPEC` (= `rlo schedule render SPEC`): the schedule as a KubeRay RayCronJob."""
-    from pathlib import Path
-
-    from .render.kuberay import write_yaml
-    from .render.raycronjob import render_raycronjob
-    from .schedule import merged_schedule
-    from .spec import load_spec
-
-    spec = load_spec(args.spec)
-    if args.cron or args.timezone or args.name or spec.schedule is None:
-        spec.schedule = merged_schedule(spec, source=args.spec, name=args.name, cron=args.cron, timezone=args.timezone)
-    out = render_raycronjob(
-        spec,
-        namespace=args.namespace,
-        image=args.image,
-        head_image=args.head_image,
-        worker_image=args.worker_image,
-        auth_secret=args.auth_secret,
-        suspend=args.suspend,
-    )
-    cron = out.raycronjob
-    from .outputs import is_stdout, output_dir
-
-    if is_stdout(args.out):  # `-o -`: the documents alone on stdout (`| kubectl apply -f -`), notes on stderr
-        from .cli_render import write_stream
-        from .render.kuberay import to_yaml
-
-        write_stream([to_yaml(out.documents)])
-        kinds = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in out.documents)
-        print(f"wrote raycronjob.yaml to stdout: {kinds}", file=sys.stderr)
-        for n in out.notices:
-            print(f"note: {n}", file=sys.stderr)
-        return 0
-    folder = output_dir(args.out or Path("rendered") / f"{cron['metadata']['name']}-raycronjob", flag="-o")
-    path = write_yaml(out.documents, folder / "raycronjob.yaml")
-    print(f"wrote {path}: " + ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in out.documents))
-    print(f"schedule: `{cron['spec']['schedule']}` in {cron['spec']['timeZone']} (KubeRay creates a RayJob each time)")
-    print(f"apply:    kubectl apply -f {path}   (KubeRay's RayCronJob feature gate must be on)")
-    for n in out.notices:
-        print(f"note: {n}")
-    return 0
-
-
-def add_render_arguments(sp) -> None:
-    """The arguments of `rlo render raycronjob` / `rlo schedule render` (one place for both)."""
-    sp.add_argument("spec", metavar="SPEC", help="a spec with a `schedule:` section (or give --cron)")
-    sp.add_argument(
-        "-o",
-        "--out",
-        metavar="DIR",
-        help="where to write raycronjob.yaml (default: ./rendered/NAME-raycronjob); `-`: to stdout",
-    )
-    sp.add_argument("--name", help="the RayCronJob's name (default: schedule.name, else the job's name)")
-    sp.add_argument("--cron", help="cron expression (default: the spec's schedule.cron)")
-    sp.add_argument("--timezone", help="IANA time zone (default: the spec's schedule.timezone, else UTC)")
-    sp.add_argument("--namespace", help="Kubernetes namespace of the objects (default: kubectl's)")
-    sp.add_argument("--image", help="one image for every node (default: the docker/ images' tags)")
-    sp.add_argument("--head-image", help="the head's image")
-    sp.add_argument("--worker-image", help="the worker pools' image")
-    sp.add_argument("--auth-secret", help="an existing Secret (key auth_token) with the Ray token")
-    sp.add_argument("--suspend", action="store_true", help="render it suspended (spec.suspend: true)")
-    sp.set_defaults(fn=cmd_render_raycronjob)
 
 
 _ACTIONS = {

@@ -8,15 +8,16 @@ from __future__ import annotations
 import json
 import sys
 
-from .cli import _fmt_time, print_table
+from .tables import fmt_time, print_table
 
 
 def cmd_deploy(args) -> int:
+    from .run import attach
     from .serving import deploy
 
     notices: list[str] = []
     predictor = deploy(
-        args.run,
+        lambda: attach(args.run),  # looked up once the options are checked
         checkpoint=args.checkpoint,
         name=args.name,
         host=args.host,
@@ -122,7 +123,7 @@ def cmd_endpoints(args) -> int:
                 r.url,
                 r.run_id,
                 cp,
-                _fmt_time(r.created_at),
+                fmt_time(r.created_at),
                 "yes" if r.extra.get("api_key_required") else "no",
             )
         )
@@ -132,8 +133,9 @@ def cmd_endpoints(args) -> int:
 
 def cmd_plot(args) -> int:
     from .plots import plot_runs
+    from .run import attach
 
-    print(plot_runs(args.runs, args.output, title=args.title))
+    print(plot_runs([attach(r) for r in args.runs], args.output, title=args.title))
     return 0
 
 

@@ -7,9 +7,9 @@ import sys
 
 
 def cmd_sweep(args) -> int:
-    from .cli import print_table
     from .run import attach
     from .sweep import plot_trials, sweep_summary, trials_table
+    from .tables import print_table
 
     run = attach(args.run)
     sw = sweep_summary(run)

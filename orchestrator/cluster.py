@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import EngineError, UserError
-from .local_ray import LocalRayManager, _free_port, _http_ok, _pid_alive, _ray_executable, _tail
-from .placement import HEAD_POOL, node_params, pool_resource
+from .local_ray import LocalRayManager, free_port, http_ok, log_tail, pid_alive, ray_executable
+from .nodes import node_params
+from .placement import HEAD_POOL, pool_resource
 from .planner import Plan, plan_spec
 from .settings import settings
 from .spec import Spec, load_spec, parse_spec
@@ -48,7 +49,7 @@ class NodeState:
     spec_path: str | None = None
 
     def alive(self) -> bool:
-        return _pid_alive(self.pid)
+        return pid_alive(self.pid)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {Path(self.token_path).read_text().strip()}"}
@@ -167,7 +168,7 @@ def _ports(node_ip: str, notices: list[str], *, client: bool = False) -> list[st
             f"port {', '.join(taken)} is taken on this machine (another Ray node?); this node takes free ports, not "
             f"the fixed ones ({', '.join(map(str, wanted.values()))}) a firewall between machines would name"
         )
-        wanted = {flag: _free_port() for flag in wanted}
+        wanted = {flag: free_port() for flag in wanted}
     lo, hi = WORKER_PORTS
     flags = [f"--{flag}={port}" for flag, port in wanted.items()]
     return [*flags, f"--min-worker-port={lo}", f"--max-worker-port={hi}"]
@@ -236,14 +237,15 @@ def _wait(proc: subprocess.Popen, log_path: Path, ready, what: str) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise EngineError(
-                f"{what} exited while starting (code {proc.returncode}); last lines of {log_path}:\n" + _tail(log_path)
+                f"{what} exited while starting (code {proc.returncode}); last lines of {log_path}:\n"
+                + log_tail(log_path)
             )
         if ready():
             return
         time.sleep(0.5)
     LocalRayManager._stop_pid(proc.pid)
     raise EngineError(
-        f"{what} did not come up within {START_TIMEOUT_S} s; last lines of {log_path}:\n" + _tail(log_path)
+        f"{what} did not come up within {START_TIMEOUT_S} s; last lines of {log_path}:\n" + log_tail(log_path)
     )
 
 
@@ -283,7 +285,7 @@ def start_head(
     node_dir = _node_dir(name)
     token = _token_file(node_dir, token_file)
     cmd = [
-        _ray_executable(),
+        ray_executable(),
         "start",
         "--head",
         "--block",
@@ -312,7 +314,7 @@ def start_head(
         dashboard_url=f"http://{shown_host}:{dashboard_port}",
         spec_path=str(Path(spec_path).resolve()),
     )
-    ready = lambda: _http_ok(state.dashboard_url + "/api/jobs/", state.headers())  # noqa: E731
+    ready = lambda: http_ok(state.dashboard_url + "/api/jobs/", state.headers())  # noqa: E731
     state.pid = _start(cmd, _env(token), node_dir, ready, "the Ray head", notices).pid
     (node_dir / "state.json").write_text(json.dumps(asdict(state), indent=2))
     spec_json = json.dumps(spec.to_dict()).encode()
@@ -389,7 +391,7 @@ def join(
     tag = secrets.token_hex(3)
     node_name = f"rlo-{name}-{tag}"
     cmd = [
-        _ray_executable(),
+        ray_executable(),
         "start",
         f"--address={address}",
         "--block",

@@ -3,8 +3,12 @@ traceback (set ``RLO_DEBUG=1`` to see the stack), and exits with code 2."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Iterable
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterable
 
 
 class RloError(Exception):
@@ -81,3 +85,54 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """A "did you mean `x`?" hint, or None when nothing is close."""
     match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f"did you mean `{match[0]}`?" if match else None
+
+
+# --- what a command shows of an error ---------------------------------------------------------------------------
+
+
+def run_main(fn: Callable[[], int]) -> int:
+    """Run `fn`, turning errors into one clear message and an exit code (RLO_DEBUG=1 shows the stack)."""
+    debug = os.environ.get("RLO_DEBUG") not in (None, "", "0")
+    try:
+        return fn() or 0
+    except KeyboardInterrupt:
+        print("\n[rlo] interrupted", file=sys.stderr)
+        return 130
+    except RloError as e:
+        if debug:
+            traceback.print_exc()
+        kind = "error" if isinstance(e, UserError) else type(e).__name__
+        print(f"rlo: {kind}: {e}", file=sys.stderr)
+        return e.exit_code
+    except BrokenPipeError:
+        quiet_stdout()  # `rlo list | head`: the reader had enough; not an error
+        return 0
+    except OSError as e:
+        if e.filename is None:
+            return _internal_error(e, debug)
+        # A file or folder the user named (or one of the tool's own) cannot be used: say which and why.
+        if debug:
+            traceback.print_exc()
+        target = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+        print(
+            f"rlo: error: cannot use {target}: {e.strerror or e}\n  fix: check the path and its permissions "
+            "(an output must be a file in a writable folder)",
+            file=sys.stderr,
+        )
+        return 2
+    except Exception as e:  # a bug of ours: say so, briefly
+        return _internal_error(e, debug)
+
+
+def _internal_error(e: Exception, debug: bool) -> int:
+    if debug:
+        raise e
+    print(f"rlo: internal error: {type(e).__name__}: {e}\n  (set RLO_DEBUG=1 to see the traceback)", file=sys.stderr)
+    return 1
+
+
+def quiet_stdout() -> None:
+    """After a closed pipe, point stdout at /dev/null so that Python's flush at exit raises nothing."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

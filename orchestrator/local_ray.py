@@ -96,12 +96,12 @@ class LocalRay:
         return {"Authorization": f"Bearer {self.token}"}
 
     def alive(self) -> bool:
-        if not _pid_alive(self.pid):
+        if not pid_alive(self.pid):
             return False
-        return _http_ok(self.dashboard_url + "/api/version", self.headers())
+        return http_ok(self.dashboard_url + "/api/version", self.headers())
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -115,7 +115,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _http_ok(url: str, headers: dict[str, str], timeout: float = 3.0) -> bool:
+def http_ok(url: str, headers: dict[str, str], timeout: float = 3.0) -> bool:
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as r:
             return r.status == 200
@@ -123,7 +123,7 @@ def _http_ok(url: str, headers: dict[str, str], timeout: float = 3.0) -> bool:
         return False
 
 
-def _free_port() -> int:
+def free_port() -> int:
     # Free on all interfaces (so on loopback too): the same helper picks the multi-node mode's ports, bound on the
     # node's address.
     with socket.socket() as s:
@@ -131,7 +131,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ray_executable() -> str:
+def ray_executable() -> str:
     # The `ray` beside this interpreter: the head must run from the environment that has the project
     # installed, because job drivers run with the head's `python`.
     exe = Path(sys.executable).parent / "ray"
@@ -188,7 +188,7 @@ class LocalRayManager:
         temp_dir = f"/tmp/rlo-{tag}"
         # Every fixed default port gets a free one instead, so this Ray can run beside another Ray.
         ports = {
-            flag: _free_port()
+            flag: free_port()
             for flag in (
                 "port",  # GCS
                 "dashboard-port",
@@ -204,7 +204,7 @@ class LocalRayManager:
         gcs_port, dash_port = ports["port"], ports["dashboard-port"]
         log_path = self.dir / "ray-head.log"
         cmd = [
-            _ray_executable(),
+            ray_executable(),
             "start",
             "--head",
             "--block",
@@ -257,17 +257,17 @@ class LocalRayManager:
             if proc.poll() is not None:
                 raise EngineError(
                     f"the embedded Ray exited while starting (code {proc.returncode}); last lines of {log_path}:\n"
-                    + _tail(log_path)
+                    + log_tail(log_path)
                 )
             # The Job API answering (not just the dashboard) is what submission needs.
-            if _http_ok(jobs_url, state.headers()):
+            if http_ok(jobs_url, state.headers()):
                 self.state_path.write_text(json.dumps(asdict(state), indent=2))
                 return state
             time.sleep(0.5)
         self._stop_pid(proc.pid)
         raise EngineError(
             f"the embedded Ray did not answer on {state.dashboard_url} within {START_TIMEOUT_S}s; last lines of "
-            f"{log_path}:\n{_tail(log_path)}"
+            f"{log_path}:\n{log_tail(log_path)}"
         )
 
     def _cleanup_stale(self) -> None:
@@ -275,7 +275,7 @@ class LocalRayManager:
             stale = json.loads(self.state_path.read_text())
         except (OSError, ValueError):
             return
-        if _pid_alive(stale.get("pid", -1)):
+        if pid_alive(stale.get("pid", -1)):
             self._stop_pid(stale["pid"])
         self.state_path.unlink(missing_ok=True)
 
@@ -286,7 +286,7 @@ class LocalRayManager:
                 state = json.loads(self.state_path.read_text())
             except (OSError, ValueError):
                 return False
-            was_up = _pid_alive(state["pid"])
+            was_up = pid_alive(state["pid"])
             if was_up:
                 self._stop_pid(state["pid"])
             self.state_path.unlink(missing_ok=True)
@@ -299,7 +299,7 @@ class LocalRayManager:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.2)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
@@ -307,7 +307,7 @@ class LocalRayManager:
             os.waitpid(pid, os.WNOHANG)
 
 
-def _tail(path: Path, n: int = 20) -> str:
+def log_tail(path: Path, n: int = 20) -> str:
     try:
         return "\n".join(Path(path).read_text(errors="replace").splitlines()[-n:])
     except OSError:

@@ -17,7 +17,10 @@ Excluded entries are never looked into, so a link under `.venv/` or a `.gitignor
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import shlex
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -254,3 +257,43 @@ def job_package(spec) -> Package | None:
     # The state outside the folder is out of reach already (an escaping link); inside, it is excluded by path,
     # and a link that leads into it is refused.
     return walk(source, excludes_for(source, script), forbidden=tool_state_in(source, script))
+
+
+# --- how the job is started -------------------------------------------------------------------------------------
+
+
+def entrypoint(spec) -> str:
+    """The job's command on the head: the built-in trainer, or the entry script (by its name inside the job's
+    folder) with the spec's `script_args` as flags."""
+    job = spec.job
+    if job.entry_script is None:
+        return "python -u -m entry_scripts.train"
+    script = spec.resolved_entry_script()
+    rel = entry_in(script, source_dir(spec)) or script
+    args = job.script_args
+    if isinstance(args, dict):
+        argv = []
+        for k, v in args.items():
+            flag = k if k.startswith("-") else f"--{k}"
+            argv += [flag] if v is True else [] if v is False else [flag, v if isinstance(v, str) else json.dumps(v)]
+    else:
+        argv = list(args)
+    return " ".join(["python", "-u", shlex.quote(str(rel)), *map(shlex.quote, map(str, argv))])
+
+
+def runtime_env(spec, env_vars: dict[str, str], *, ship_project: bool) -> dict:
+    """Ray's runtime_env for the job: its env vars, its folder (the same walk as the renderers': an escaping link
+    or an oversized folder is refused before Ray packs it), its pip packages, and with `ship_project` (a cluster
+    that may not have them) the project's own packages."""
+    out: dict = {"env_vars": env_vars}
+    pkg = job_package(spec)
+    if pkg is not None:
+        out["working_dir"] = str(pkg.root)
+        out["excludes"] = list(pkg.excludes)
+    if spec.job.pip:
+        out["pip"] = list(spec.job.pip)
+    if ship_project:
+        # Found, not imported: the job side's packages are not this layer's to load.
+        found = [importlib.util.find_spec(name) for name in ("orchestrator", "callbacks", "entry_scripts")]
+        out["py_modules"] = [str(Path(s.origin).parent) for s in found]
+    return out

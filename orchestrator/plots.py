@@ -127,11 +127,8 @@ def default_output(run_ids: list[str]) -> Path:
     return Path.cwd() / f"{name}.png"
 
 
-def plot_runs(run_ids: list[str], out: str | os.PathLike | None = None, title: str | None = None) -> Path:
-    """`rlo plot`: render the runs (ids or unique prefixes) to `out` (default: ./RUN.png)."""
-    from .run import attach
-
-    runs = [attach(r) for r in run_ids]
+def plot_runs(runs: list, out: str | os.PathLike | None = None, title: str | None = None) -> Path:
+    """`rlo plot`: render the runs (`Run`s: `orchestrator.attach(id)`) to `out` (default: ./RUN.png)."""
     target = output_file(out or default_output([r.id for r in runs]), flag="-o", example="curves.png")
     return render([series_for(r) for r in runs], target, title)
 

@@ -654,6 +654,9 @@ def deploy(
 ) -> Predictor:
     """Serve a run's policy over HTTP on the embedded Ray; returns a `Predictor` for it.
 
+    `run`: a `Run` (`Run.deploy` calls this), or a function that returns one: it is called once every option
+    has been checked, so a bad option is refused before the run is looked up (`rlo deploy` passes one).
+
     `host`/`port`: where Serve's HTTP proxy listens (127.0.0.1:8000 unless asked; every endpoint shares it).
     Anything but a loopback host makes the endpoint reachable from other machines: give an API key then.
     Redeploying a name keeps that endpoint's API key unless a new one is given or `no_api_key` asks for none.
@@ -665,8 +668,6 @@ def deploy(
     from .backends import EMBEDDED
     from .envs import is_atari
     from .local_ray import LocalRayManager
-    from .run import Run
-    from .run import attach as attach_run
     from .serving_endpoint import key_digest
 
     # Everything that can be refused is refused before the run is looked up and before Ray or Serve start.
@@ -686,7 +687,13 @@ def deploy(
     key, key_file = resolve_api_key(api_key, api_key_file)
     digest = key_digest(key) if key else None
 
-    run = run if isinstance(run, Run) else attach_run(run)
+    if isinstance(run, str):
+        raise UserError(
+            f"deploy() takes a Run, not the run id `{run}`",
+            fix=f"orchestrator.attach({run!r}).deploy(...), or `rlo deploy {run}`",
+        )
+    if callable(run):
+        run = run()
     path, chosen = resolve_checkpoint(run, checkpoint)
     name = check_name(name or default_name(run))
     registry = Registry(settings().registry_path)

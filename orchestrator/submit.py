@@ -60,7 +60,7 @@ def validate_job(spec: Spec) -> list[str]:
     from .envs import validate_env
     from .training import translate_hyperparameters
 
-    source = _source_dir(spec)
+    source = package.source_dir(spec)
     validate_env(job.env, source)
     _, hp_notices = translate_hyperparameters(job.algorithm, job.hyperparameters)
     if spec.sweep is not None:  # swept hyperparameters must be ones the algorithm has
@@ -74,61 +74,6 @@ def validate_job(spec: Spec) -> list[str]:
                 except UserError as e:
                     raise UserError(f"in `sweep.parameters.{path}`: {e.message}", fix=e.fix) from None
     return notices + hp_notices
-
-
-def _source_dir(spec: Spec) -> Path | None:
-    return package.source_dir(spec)
-
-
-def _entrypoint(spec: Spec) -> str:
-    job = spec.job
-    if job.entry_script is None:
-        return "python -u -m entry_scripts.train"
-    script = spec.resolved_entry_script()
-    rel = package.entry_in(script, _source_dir(spec)) or script
-    args = job.script_args
-    if isinstance(args, dict):
-        argv = []
-        for k, v in args.items():
-            flag = k if k.startswith("-") else f"--{k}"
-            argv += [flag] if v is True else [] if v is False else [flag, v if isinstance(v, str) else json.dumps(v)]
-    else:
-        argv = list(args)
-    return " ".join(["python", "-u", shlex.quote(str(rel)), *map(shlex.quote, map(str, argv))])
-
-
-# Never shipped with a job's folder: virtualenvs, VCS data, caches, and the tool's own state (registry, Ray's
-# auth token and logs) when the folder happens to contain RLO_HOME. What ships is decided in `package`.
-WORKING_DIR_EXCLUDES = package.WORKING_DIR_EXCLUDES
-
-
-def _excludes(source: Path, keep: Path | None = None) -> list[str]:
-    """gitignore-style patterns (relative to `source`) Ray leaves out of the uploaded working dir."""
-    return package.excludes_for(source, keep)
-
-
-def tool_state_in(source: Path, keep: Path | None = None) -> list[Path]:
-    """The tool's own state inside `source` (when a job's folder holds RLO_HOME), except what holds `keep`."""
-    return package.tool_state_in(source, keep)
-
-
-def _runtime_env(spec: Spec, env_vars: dict[str, str], backend: RayJobsBackend) -> dict:
-    runtime_env: dict = {"env_vars": env_vars}
-    # The same walk as the renderers': an escaping link or an oversized folder is refused before Ray packs it.
-    pkg = package.job_package(spec)
-    if pkg is not None:
-        runtime_env["working_dir"] = str(pkg.root)
-        runtime_env["excludes"] = list(pkg.excludes)
-    if spec.job.pip:
-        runtime_env["pip"] = list(spec.job.pip)
-    if backend.name != EMBEDDED:
-        # The project's own packages travel with the job to a cluster that may not have them.
-        import callbacks
-        import entry_scripts
-        import orchestrator
-
-        runtime_env["py_modules"] = [str(Path(m.__file__).parent) for m in (orchestrator, callbacks, entry_scripts)]
-    return runtime_env
 
 
 def _roll_back(
@@ -184,8 +129,8 @@ def submit(
     # MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_NAME (a `tracking:` spec) for the job's own MLflow calls too.
     env_vars = {**tracking.job_env(spec), **spec.job.env_vars}
     env_vars.update(contract_env(run_id, job_run_dir, plan.as_env(), spec_json, now))
-    entrypoint = _entrypoint(spec)
-    runtime_env = _runtime_env(spec, env_vars, backend)
+    entrypoint = package.entrypoint(spec)
+    runtime_env = package.runtime_env(spec, env_vars, ship_project=backend.name != EMBEDDED)
     record = RunRecord(
         id=run_id,
         name=spec.job.name or run_id,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.local_ray import _free_port
+from orchestrator.local_ray import free_port
 from orchestrator.placement import pool_resource
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -109,7 +109,7 @@ def cluster(tmp_path_factory):
     home = tmp_path_factory.mktemp("cluster-home")  # the cluster machines' RLO_HOME
     spec_path = home / "mn.yaml"
     spec_path.write_text(yaml.safe_dump(SPEC))
-    port, dash = _free_port(), _free_port()
+    port, dash = free_port(), free_port()
     try:
         res = ok(run_rlo(home, "cluster", "start-head", spec_path, "--port", port, "--dashboard-port", dash))
         gcs = f"127.0.0.1:{port}"

@@ -116,14 +116,14 @@ def test_rlo_plot_draws_several_runs_on_one_figure(home, tmp_path):
 def test_plot_of_one_run_defaults_to_the_working_folder(home, tmp_path, monkeypatch):
     run_id = fake_run("rlo-one", [record(i, 1000, 5.0 * i) for i in range(1, 4)], {"training_iteration": 3})
     monkeypatch.chdir(tmp_path)
-    out = plot_runs(["rlo-o"])  # a unique prefix, as everywhere
+    out = plot_runs([attach("rlo-o")])  # a unique prefix, as everywhere
     assert out == tmp_path / f"{run_id}.png" and png_size(out) == (WIDTH, HEIGHT)
 
 
 def test_runs_without_finished_episodes_still_plot(home, tmp_path):
     # Long episodes (the auto-scaling env: 1000+ steps) leave early iterations without a return.
     run_id = fake_run("rlo-autoscale", [record(i, 500, None) for i in range(1, 3)], {})
-    out = plot_runs([run_id], tmp_path / "x.png")
+    out = plot_runs([attach(run_id)], tmp_path / "x.png")
     assert png_size(out) == (WIDTH, HEIGHT)
 
 

@@ -16,7 +16,8 @@ from crd_validation import crds, validate_manifest
 
 from orchestrator.cli import main
 from orchestrator.errors import UserError
-from orchestrator.placement import ENV_RUNNER_SLOT, HEAD_POOL, node_params
+from orchestrator.nodes import node_params
+from orchestrator.placement import ENV_RUNNER_SLOT, HEAD_POOL
 from orchestrator.planner import plan_spec
 from orchestrator.render import default_images
 from orchestrator.render import kuberay as kr

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -155,9 +154,8 @@ def test_a_symlinked_entry_script_ships_the_links_folder(tmp_path):
     assert pkg.root == job
     assert {f.rel for f in pkg.files} == {"train.py", "helper.py", "run.py", "real/impl.py", "real/junk.txt"}
     from orchestrator.render.kuberay import entrypoint
-    from orchestrator.submit import _entrypoint
 
-    assert _entrypoint(spec) == "python -u run.py"
+    assert package.entrypoint(spec) == "python -u run.py"
     assert entrypoint(spec) == "cd /opt/rlo/job && python -u run.py"
 
 
@@ -219,9 +217,6 @@ def _ray_zip(runtime_env: dict, out: Path) -> dict[str, bytes]:
 def test_the_package_is_exactly_what_rays_own_packing_ships(tmp_path, monkeypatch):
     """Ray's working_dir packing (`_zip_files`, which the Job API runs) on the runtime_env `rlo submit` builds
     packs exactly the package's files, with the same contents: the walk mirrors Ray's rules."""
-    from orchestrator.backends import EMBEDDED
-    from orchestrator.submit import _runtime_env
-
     job = job_folder(tmp_path)
     (job / "alias.py").symlink_to("helper.py")
     (job / "pkg").mkdir()
@@ -249,7 +244,7 @@ def test_the_package_is_exactly_what_rays_own_packing_ships(tmp_path, monkeypatc
     spec = parse_spec({"job": {"entry_script": "job/train.py"}}, base_dir=tmp_path)
 
     pkg = package.job_package(spec)
-    runtime_env = _runtime_env(spec, {}, SimpleNamespace(name=EMBEDDED))
+    runtime_env = package.runtime_env(spec, {}, ship_project=False)
     assert runtime_env["working_dir"] == str(job) and runtime_env["excludes"] == list(pkg.excludes)
     shipped = {f.rel: f.path.read_bytes() for f in pkg.files}
     assert set(shipped) == {

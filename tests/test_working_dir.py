@@ -3,7 +3,7 @@ spec and its script live inside RLO_HOME."""
 
 from __future__ import annotations
 
-from orchestrator.submit import WORKING_DIR_EXCLUDES, _excludes
+from orchestrator.package import WORKING_DIR_EXCLUDES, excludes_for
 
 
 def test_the_tools_state_never_travels_with_the_job(tmp_path, monkeypatch):
@@ -17,15 +17,15 @@ def test_the_tools_state_never_travels_with_the_job(tmp_path, monkeypatch):
     monkeypatch.setenv("RLO_HOME", str(home))
 
     # The job's folder is RLO_HOME itself: its state is left out, the folder holding the script is not.
-    ex = _excludes(home, script)
+    ex = excludes_for(home, script)
     assert {"/local-ray", "/registry.db"} <= set(ex) and not any(e.startswith("/jobs") for e in ex)
     # RLO_HOME inside the job's folder: excluded by its path relative to that folder.
-    ex = _excludes(tmp_path, tmp_path / "train.py")
+    ex = excludes_for(tmp_path, tmp_path / "train.py")
     assert {"/home/local-ray", "/home/registry.db"} <= set(ex)
     # An unrelated folder: only the usual junk.
     other = tmp_path / "elsewhere"
     other.mkdir()
-    assert _excludes(other) == list(WORKING_DIR_EXCLUDES)
+    assert excludes_for(other) == list(WORKING_DIR_EXCLUDES)
 
 
 def test_kuberay_job_files_leave_the_tools_state_out(tmp_path, monkeypatch):

@@ -685,7 +685,7 @@ class SageMakerRayLauncher:
 
     @classmethod
     def train_main(cls) -> None:
-        from ..cli import run_main
+        from ..errors import run_main
 
         def main() -> int:
             summary = cls().launch()
@@ -717,10 +717,10 @@ def _algorithm_class(run: Any):
 def _known_to_training(run: str, config_cls: type) -> None:
     """`training.translate_hyperparameters` checks names against the algorithm's config class: make sure its
     table has this one (it lists every online algorithm once it is read from RLlib)."""
-    from .. import training
+    from .. import algorithms
 
-    if run not in training.ALGORITHM_CONFIGS and isinstance(training.ALGORITHM_CONFIGS, dict):
-        training.ALGORITHM_CONFIGS[run] = (config_cls.__module__, config_cls.__name__)
+    if run not in algorithms.ALGORITHM_CONFIGS and isinstance(algorithms.ALGORITHM_CONFIGS, dict):
+        algorithms.ALGORITHM_CONFIGS[run] = (config_cls.__module__, config_cls.__name__)
 
 
 def build_experiment(experiment: dict, ctx) -> dict:

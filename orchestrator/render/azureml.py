@@ -176,8 +176,7 @@ def build_azureml(
     # The job's files: a user's entry script / source_dir travels as the steps' code snapshot. The SDK would
     # upload the folder as it is (following every link, honouring only a root .amlignore/.gitignore), so the
     # snapshot is a copy of exactly what `rlo submit` ships (`package.job_package`), made by `stage_code`.
-    from ..package import job_package
-    from ..submit import _entrypoint
+    from ..package import entrypoint, job_package
 
     if spec.job.entry_script is not None and not spec.resolved_entry_script().is_file():
         raise UserError(
@@ -186,7 +185,7 @@ def build_azureml(
         )
     pkg = job_package(spec)
     source = pkg.root if pkg is not None else None
-    entry = _entrypoint(spec)
+    entry = entrypoint(spec)
     env = contract_env(run_id, "/placeholder", plan.as_env(), json.dumps(spec.to_dict()), 0.0)
     for k in ("RLO_RUN_DIR", "RLO_MODEL_DIR", "RLO_OUTPUT_DIR", "SM_MODEL_DIR", "SM_OUTPUT_DATA_DIR"):
         env.pop(k, None)  # set by the launcher from the head step's output folder

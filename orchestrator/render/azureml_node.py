@@ -23,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..placement import HEAD_POOL, node_params
+from ..nodes import node_params
+from ..placement import HEAD_POOL
 from ..planner import plan_spec
 from ..spec import Spec
 
@@ -84,18 +85,18 @@ def _pip(env: dict[str, str]) -> None:
 def _port_flags(head: bool) -> list[str]:
     """A free port for every port Ray would otherwise take at a fixed default (only needed where another Ray
     may run on the same machine, e.g. tests; an Azure ML node is the job's alone)."""
-    from ..local_ray import _free_port
+    from ..local_ray import free_port
 
     flags = [
-        f"--dashboard-agent-listen-port={_free_port()}",
-        f"--dashboard-agent-grpc-port={_free_port()}",
-        f"--metrics-export-port={_free_port()}",
-        f"--runtime-env-agent-port={_free_port()}",
-        f"--node-manager-port={_free_port()}",
-        f"--object-manager-port={_free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--node-manager-port={free_port()}",
+        f"--object-manager-port={free_port()}",
     ]
     if head:
-        flags += [f"--dashboard-port={_free_port()}", f"--ray-client-server-port={_free_port()}"]
+        flags += [f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}"]
     return flags
 
 

@@ -33,10 +33,12 @@ from typing import Any
 
 import yaml
 
+from .. import package
 from ..contract import contract_env
 from ..errors import UserError
+from ..nodes import NodeParams, node_params
 from ..package import entry_in, job_package
-from ..placement import HEAD_POOL, NodeParams, node_params
+from ..placement import HEAD_POOL
 from ..planner import Plan, plan_spec
 from ..spec import Spec
 from . import project_version, ray_version, resolve_images
@@ -84,7 +86,7 @@ def _resources(params: NodeParams) -> dict[str, dict[str, str]]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def _labels(spec: Spec, **extra: str) -> dict[str, str]:
+def object_labels(spec: Spec, **extra: str) -> dict[str, str]:
     labels = {
         "app.kubernetes.io/name": "rl-orchestrator",
         "app.kubernetes.io/version": project_version(),
@@ -121,7 +123,7 @@ def _pod_template(
     if params.num_gpus:
         # GPU node pools are usually tainted so that only GPU work lands there (AKS, GKE, EKS).
         pod_spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
-    return {"metadata": {"labels": _labels(spec, pool=params.pool)}, "spec": pod_spec}
+    return {"metadata": {"labels": object_labels(spec, pool=params.pool)}, "spec": pod_spec}
 
 
 def raycluster_spec(
@@ -171,7 +173,7 @@ def raycluster_spec(
 def raycluster_manifest(spec: Spec, *, name: str | None = None, namespace: str | None = None, **kwargs) -> dict:
     """A RayCluster for the spec's cluster: submit jobs to it with `rlo submit --address` (port-forward the
     head service's 8265). Keyword arguments as `raycluster_spec`."""
-    metadata: dict[str, Any] = {"name": k8s_name(name or spec.cluster.name), "labels": _labels(spec)}
+    metadata: dict[str, Any] = {"name": k8s_name(name or spec.cluster.name), "labels": object_labels(spec)}
     if namespace:
         metadata["namespace"] = namespace
     return {
@@ -194,7 +196,7 @@ class JobFiles:
     items: list[dict] = field(default_factory=list)  # key -> path under JOB_FILES_DIR
 
     def configmap(self, name: str, spec: Spec, namespace: str | None = None) -> dict:
-        metadata: dict[str, Any] = {"name": name, "labels": _labels(spec)}
+        metadata: dict[str, Any] = {"name": name, "labels": object_labels(spec)}
         if namespace:
             metadata["namespace"] = namespace
         cm: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata}
@@ -203,12 +205,6 @@ class JobFiles:
         if self.binary:
             cm["binaryData"] = self.binary
         return cm
-
-
-def _source_dir(spec: Spec) -> Path | None:
-    from ..package import source_dir
-
-    return source_dir(spec)
 
 
 def _packaged_module(spec: Spec) -> str | None:
@@ -259,13 +255,11 @@ def job_files(spec: Spec) -> JobFiles | None:
 
 def entrypoint(spec: Spec) -> str:
     """The command the RayJob runs on the head: the same job as `rlo submit`, from the image or the job files."""
-    from ..submit import _entrypoint
-
-    local = _entrypoint(spec)
+    local = package.entrypoint(spec)
     if spec.job.entry_script is None:
         return local
     script = spec.resolved_entry_script()
-    source = _source_dir(spec)
+    source = package.source_dir(spec)
     rel = entry_in(script, source) or script
     prefix = f"python -u {shlex.quote(str(rel))}"
     args = local[len(prefix) :]
@@ -371,7 +365,10 @@ def rayjob_manifest(
     run_id = run_id or new_run_id(spec)
     # KubeRay names the job's cluster and submitter after the RayJob: keep it short.
     default = f"{k8s_name(spec.job.name or spec.job.algorithm or 'job', 30)}-{secrets.token_hex(2)}"
-    metadata: dict[str, Any] = {"name": k8s_name(name or default, 47), "labels": _labels(spec, **{"run-id": run_id})}
+    metadata: dict[str, Any] = {
+        "name": k8s_name(name or default, 47),
+        "labels": object_labels(spec, **{"run-id": run_id}),
+    }
     if namespace:
         metadata["namespace"] = namespace
     return {

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..spec import Spec
-from .kuberay import API_VERSION, LABEL_PREFIX, _labels, job_files, k8s_name, rayjob_spec
+from .kuberay import API_VERSION, LABEL_PREFIX, job_files, k8s_name, object_labels, rayjob_spec
 
 # KubeRay names each RayJob `<RayCronJob name>-<5 random chars>`, and the RayJob's name must stay short enough
 # for the cluster and submitter objects named after it (render.kuberay keeps RayJob names <= 47).
@@ -98,7 +98,7 @@ def render_raycronjob(
 
     metadata: dict[str, Any] = {
         "name": cron_name,
-        "labels": _labels(job_spec, schedule=cron_name),
+        "labels": object_labels(job_spec, schedule=cron_name),
         "annotations": {
             LABEL_PREFIX + "overlap": sched.overlap,
             LABEL_PREFIX + "catch-up": sched.catch_up,
