@@ -54,10 +54,10 @@ def preflight_env(env_id: str, env_config: dict, source_dir: str | None, placeme
             fix="check that the cluster has a free CPU and that the env's constructor does not block",
         ) from None
     except ray.exceptions.RayError as e:
-        from callbacks.health import _last_error_line
+        from callbacks.health import last_error_line
 
         cause = getattr(e, "cause", None)
-        detail = f"{type(cause).__name__}: {cause}" if cause is not None else _last_error_line(str(e))
+        detail = f"{type(cause).__name__}: {cause}" if cause is not None else last_error_line(str(e))
         raise UserError(
             f"the env `{env_id}` cannot be made on a Ray worker (where env runners run): {detail}",
             fix="install what it needs on every node (Atari needs `opencv-python-headless` and `ale-py`), or "
@@ -209,13 +209,14 @@ def finish_training(results, job, ctx, stop, deadline, scale, sweep, tracker=Non
     import sys
 
     # 4. The outcome, as a file in the run's folder and one structured line for the submitting side.
+    metrics_path = ctx.run_dir / "metrics.jsonl"
     if sweep is not None:
         from .sweep import summarize_sweep
 
         sw = summarize_sweep(results, sweep, job, reward_scale=scale)
         ids = [t["trial_id"] for t in sw["trials"]]
         best = ids.index(sw["best_trial"]) if sw["best_trial"] in ids else 0
-        summary = summarize(results, stop, deadline, reward_scale=scale, index=best)
+        summary = summarize(results, stop, deadline, reward_scale=scale, index=best, metrics_path=metrics_path)
         summary["sweep"] = sw
         failed = [t for t in sw["trials"] if t["status"] == "ERROR"]
         if failed and len(failed) < len(ids) and summary["status"] != "succeeded":
@@ -224,14 +225,14 @@ def finish_training(results, job, ctx, stop, deadline, scale, sweep, tracker=Non
             summary["stop_reason"] = f"sweep finished; no trial reported `{sw['metric']}`"
         if failed:
             events.emit("notice", {"message": f"{len(failed)} of {len(ids)} trials failed: {failed[0]['error']}"})
-        from .cli import print_table
         from .sweep import trials_table
+        from .tables import print_table
 
         head, rows = trials_table(sw)
         print_table([tuple(head), *map(tuple, rows)])
         sys.stdout.flush()
     else:
-        summary = summarize(results, stop, deadline, reward_scale=scale)
+        summary = summarize(results, stop, deadline, reward_scale=scale, metrics_path=metrics_path)
     # What evaluation and serving need to use the policy as it was trained (env and its preprocessing).
     summary["policy"] = {"algorithm": job.algorithm, "env": job.env, "env_config": job.env_config}
     if tracker is not None:
@@ -253,10 +254,19 @@ def finish_training(results, job, ctx, stop, deadline, scale, sweep, tracker=Non
 
 
 def summarize(
-    results, stop: dict[str, float], deadline: float | None, reward_scale: float = 1.0, index: int = 0
+    results,
+    stop: dict[str, float],
+    deadline: float | None,
+    reward_scale: float = 1.0,
+    index: int = 0,
+    metrics_path: Path | None = None,
 ) -> dict:
-    """What happened: status, why it stopped, final metrics, checkpoints."""
-    from callbacks.metrics import compact_result
+    """What happened: status, why it stopped, final metrics, checkpoints.
+
+    RLlib reports episode statistics only in iterations where an episode ended; the final metrics keep the
+    last ones reported (as `metrics.jsonl` does, `metrics_path`), so `rlo list`/`status` show the return mean
+    the progress lines showed."""
+    from callbacks.metrics import EPISODE_KEYS, compact_result, read_records
 
     summary: dict = {
         "status": "succeeded",
@@ -273,15 +283,19 @@ def summarize(
     last = result.metrics or {}
     summary["final"] = compact_result(last, reward_scale) if last else None
     final = summary["final"] or {}
+    trial_id = last.get("trial_id")
+    if final and trial_id and metrics_path is not None and metrics_path.exists():
+        rec = next((r for r in reversed(read_records(metrics_path)) if r.get("trial_id") == trial_id), {})
+        final.update({k: rec[k] for k in EPISODE_KEYS if k in rec and k not in final})
     if result.checkpoint is not None:
         summary["final_checkpoint"] = result.checkpoint.path
     summary["checkpoints"] = [
         {"path": c.path, "iteration": (m or {}).get("training_iteration")} for c, m in (result.best_checkpoints or [])
     ]
     if result.error is not None:
-        from callbacks.health import _last_error_line
+        from callbacks.health import last_error_line
 
-        summary.update(status="failed", error=_last_error_line(str(result.error)))
+        summary.update(status="failed", error=last_error_line(str(result.error)))
         return summary
     value = {k: final.get(k, metrics.lookup(last, k)) for k in stop}  # returns in the env's own units
     met = [f"{k} = {value[k]:g} >= {v:g}" for k, v in stop.items() if _criterion_met(value[k], v)]

@@ -35,12 +35,29 @@ def criterion_distance(name: str, target: float, rec: dict) -> str:
     return f"{label} {_fmt_num(value)}/{target:g}{pct}{' met' if done else ''}"
 
 
-def progress_line(rec: dict, stop: dict[str, float], elapsed_s: float) -> str:
-    """`iter 7 | 28,000 steps | return 61.2 | 0:00:41 | stop: return 61.2/150 (-88.8), time 35/600 (6%)`"""
+def progress_line(rec: dict, stop: dict[str, float], elapsed_s: float, earlier: dict | None = None) -> str:
+    """`iter 7 | 28,000 steps (1,210/s) | return 61.2 (+20.3 in 5 iter) | 0:00:41 | stop: return 61.2/150 (-88.8)`
+
+    Steps per second are the job's own (env steps over its training time); `earlier`, a previous iteration's
+    record, gives the return mean's trend since then."""
+    steps, train_s = rec.get(metrics.ENV_STEPS), rec.get("time_total_s")
+    rate = ""
+    if isinstance(steps, int | float) and isinstance(train_s, int | float) and train_s > 0:
+        rate = f" ({_fmt_num(round(steps / train_s))}/s)"
+    ret = rec.get(metrics.RETURN_MEAN)
+    trend = ""
+    if earlier is not None:
+        before, then, now = (
+            earlier.get(metrics.RETURN_MEAN),
+            earlier.get("training_iteration"),
+            rec.get("training_iteration"),
+        )
+        if all(isinstance(v, int | float) and math.isfinite(v) for v in (ret, before)) and then and now and now > then:
+            trend = f" ({ret - before:+,.1f} in {now - then} iter)"
     parts = [
         f"iter {_fmt_num(rec.get('training_iteration'))}",
-        f"{_fmt_num(rec.get(metrics.ENV_STEPS))} steps",
-        f"return {_fmt_num(rec.get(metrics.RETURN_MEAN))}",
+        f"{_fmt_num(steps)} steps{rate}",
+        f"return {_fmt_num(ret)}{trend}",
         _fmt_duration(elapsed_s),
     ]
     if stop:

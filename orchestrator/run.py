@@ -12,6 +12,7 @@ import json
 import socket
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import TextIO
 
@@ -283,15 +284,17 @@ class Run:
 
         For a run whose driver or whole Ray instance died (or that was stopped); the run keeps its id, folder and
         metrics (iterations after the checkpoint are redone, and set aside once in metrics.redone.jsonl)."""
+        from .backends import EMBEDDED
         from .contract import contract_env
+        from .package import entrypoint, runtime_env
         from .spec import Spec
-        from .submit import _entrypoint, _runtime_env
 
         self._mark_lost()
         rec = self.registry.get(self.id)
         if rec.status == "SUCCEEDED":
-            raise UserError(f"run {self.id} succeeded; there is nothing to resume",
-                            fix="submit the spec again for a new run")
+            raise UserError(
+                f"run {self.id} succeeded; there is nothing to resume", fix="submit the spec again for a new run"
+            )
         if rec.status == "SUBMIT_FAILED" or not rec.job_id:
             raise UserError(
                 f"run {self.id} never started ({rec.status}: {rec.message or 'no reason recorded'}); there is "
@@ -299,11 +302,15 @@ class Run:
                 fix="submit its spec again (`rlo submit SPEC`)",
             )
         if rec.status not in TERMINAL:
-            raise UserError(f"run {self.id} is still {rec.status}",
-                            fix=f"attach to it (`rlo attach {self.id}`), or stop it first (`rlo stop {self.id}`)")
+            raise UserError(
+                f"run {self.id} is still {rec.status}",
+                fix=f"attach to it (`rlo attach {self.id}`), or stop it first (`rlo stop {self.id}`)",
+            )
         if not (rec.spec.get("job") or {}).get("algorithm") or (rec.spec.get("job") or {}).get("entry_script"):
-            raise UserError(f"run {self.id} ran an entry script; only built-in algorithm jobs can be resumed",
-                            fix="resume inside your script from `RLO_MODEL_DIR`, or submit it again")
+            raise UserError(
+                f"run {self.id} ran an entry script; only built-in algorithm jobs can be resumed",
+                fix="resume inside your script from `RLO_MODEL_DIR`, or submit it again",
+            )
         cps = self._checkpoints_on_disk()
         if self.run_dir and self.run_dir.exists() and not cps:
             raise UserError(
@@ -330,13 +337,20 @@ class Run:
         last = cps[-1] if cps else (None, None)
         backend.submit(
             job_id=job_id,
-            entrypoint=_entrypoint(spec),
-            runtime_env=_runtime_env(spec, env_vars, backend),
+            entrypoint=entrypoint(spec),
+            runtime_env=runtime_env(spec, env_vars, ship_project=backend.name != EMBEDDED),
             metadata={"rlo_run_id": self.id, "rlo_attempt": str(attempt)},
         )
         self.registry.add_attempt(self.id, attempt, job_id, from_checkpoint=last[0], from_iteration=last[1], when=now)
-        self.registry.update(self.id, status="PENDING", job_id=job_id, ended_at=None, message=None,
-                             stop_reason=None, address=backend.address)
+        self.registry.update(
+            self.id,
+            status="PENDING",
+            job_id=job_id,
+            ended_at=None,
+            message=None,
+            stop_reason=None,
+            address=backend.address,
+        )
         self._backend = backend
         self._record = self.registry.get(self.id)
         return self
@@ -384,11 +398,17 @@ class Run:
     def attach(self, out: TextIO = sys.stdout, progress: bool = True, raw: bool = False) -> str:
         """Stream the job's log, with a live progress line, until the job ends. Returns the final status.
 
-        Structured `[rlo:...]` lines are shown as the progress line (or verbatim with raw=True)."""
+        Structured `[rlo:...]` lines are shown as the progress line, checkpoints and notes; the engine's own
+        lines (Ray's log records, Tune's tables, warnings: `orchestrator.logview`) are counted, not shown.
+        raw=True prints every line verbatim instead; `logs()` returns the whole log."""
+        from .logview import LogView
+
         rec = self.refresh()
         stop = self._stop_criteria()
         tty = progress and hasattr(out, "isatty") and out.isatty()
-        state = {"progress": None}
+        state: dict = {"progress": None, "shown_at": None, "pending": None}
+        view = LogView()
+        history: deque[dict] = deque(maxlen=PROGRESS_TREND_ITERATIONS + 1)
 
         def show(line: str) -> None:
             ev = events.parse_line(line)
@@ -396,12 +416,24 @@ class Run:
                 kind, payload = ev
                 if kind == "metrics" and progress:
                     self._record_live(kind, payload)
-                    text = progress_line(payload, stop, time.time() - rec.created_at)
+                    if history and (payload.get("training_iteration") or 0) <= (
+                        history[-1].get("training_iteration") or 0
+                    ):
+                        history.clear()  # a resumed attempt redoes iterations: the trend starts again
+                    history.append(payload)
+                    earlier = history[0] if len(history) > 1 else None
+                    text = progress_line(payload, stop, time.time() - rec.created_at, earlier)
                     if tty:
                         state["progress"] = text
                         out.write("\r\033[K" + text)
                     else:
-                        out.write(text + "\n")
+                        # Into a file or a pipe: a line per PROGRESS_EVERY_S of the job's training time.
+                        t, shown = payload.get("time_total_s"), state["shown_at"]
+                        if shown is None or not isinstance(t, int | float) or t - shown >= PROGRESS_EVERY_S:
+                            out.write(text + "\n")
+                            state["shown_at"], state["pending"] = t, None
+                        else:
+                            state["pending"] = text
                     out.flush()
                     return
                 if kind == "checkpoint":
@@ -413,6 +445,11 @@ class Run:
                     return
                 elif kind == "metrics":
                     return
+            elif not raw and not view.shows(line):
+                return
+            if state["pending"]:  # the latest iteration first, so what follows reads in order
+                out.write(state["pending"] + "\n")
+                state["pending"] = None
             if tty and state["progress"]:
                 out.write("\r\033[K")
             out.write(line + "\n")
@@ -429,8 +466,13 @@ class Run:
             asyncio.run(self._stream(show))
         if tty and state["progress"]:
             out.write("\n")
+        if state["pending"]:
+            out.write(state["pending"] + "\n")  # the last iteration's line, in a file too
         final = self.wait()
         rec = self._record
+        if not raw:
+            for line in view.footer(self.id, failed=final != "SUCCEEDED"):
+                out.write(line + "\n")
         if progress:
             out.write(
                 f"[rlo] run {self.id} {final}"
@@ -461,6 +503,10 @@ class Run:
 # How long a submission may take at most (the Job API's agent wait, a working dir upload) before a row still
 # SUBMITTING is reconciled even though a process of the same pid is alive (the pid may have been reused).
 SUBMIT_GRACE_S = 600
+# Attached to a file or a pipe (not a terminal), a progress line per this many seconds of the job's training
+# time (the last iteration's always); the return mean's trend is over this many iterations.
+PROGRESS_EVERY_S = 10.0
+PROGRESS_TREND_ITERATIONS = 10
 
 
 def _submitter_alive(rec: RunRecord) -> bool:

@@ -56,6 +56,11 @@ def test_cartpole_submit_attach_to_stop_criterion(rlo, rlo_home):
     progress = [ln for ln in res.stdout.splitlines() if ln.startswith("[rlo] iter ")]
     assert progress and "stop: return" in progress[-1]
     assert "[rlo:metrics]" not in res.stdout  # shown as progress lines, not raw JSON
+    # The tool's own view: the engine's chatter (Tune's tables, Ray's log records, actors' lines) is counted and
+    # left in the log, which `rlo logs` prints whole.
+    assert "Trial status:" not in res.stdout and " pid=" not in res.stdout and " INFO " not in res.stdout
+    assert f"lines of the engine's log not shown: `rlo logs {run_id}`" in res.stdout
+    assert "Trial status:" in rlo("logs", run_id, check_exit=0).stdout
     assert f"[rlo] run {run_id} SUCCEEDED: stop criterion met: env_runners/episode_return_mean" in res.stdout
 
     run = attach(run_id)

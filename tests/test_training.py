@@ -46,13 +46,13 @@ def test_unknown_hyperparameter_is_refused_with_hint():
 
 
 def test_last_error_line_finds_the_workers_exception():
-    from callbacks.health import _last_error_line
+    from callbacks.health import last_error_line
 
     text = (
         'The actor died because of an error raised in its creation task\n  File "x.py", line 3\n'
         "ModuleNotFoundError: No module named 'cv2'\n"
     )
-    assert _last_error_line(text) == "ModuleNotFoundError: No module named 'cv2'"
+    assert last_error_line(text) == "ModuleNotFoundError: No module named 'cv2'"
 
 
 def test_metrics_logger_keeps_the_last_episode_window_and_unscales(tmp_path):
@@ -70,6 +70,15 @@ def test_metrics_logger_keeps_the_last_episode_window_and_unscales(tmp_path):
     assert "env_runners/episode_return_mean" not in rows[0]  # no episode has ended yet
     assert rows[1]["env_runners/episode_return_mean"] == 2500.0  # in the env's units (25 / 0.01)
     assert rows[2]["env_runners/episode_return_mean"] == 2500.0  # carried until a new window arrives
+
+    # The run's final metrics (what `rlo list` / `status` show) keep that last window too, not "-".
+    from orchestrator.jobside import summarize
+
+    last = {"training_iteration": 3, "trial_id": "t0", "env_runners": {"episode_return_mean": nan}}
+    result = SimpleNamespace(metrics=last, checkpoint=None, best_checkpoints=[], error=None)
+    final = summarize([result], {"training_iteration": 3}, None, 0.01, metrics_path=tmp_path / "metrics.jsonl")
+    assert final["final"]["env_runners/episode_return_mean"] == 2500.0 and final["final"]["training_iteration"] == 3
+    assert "env_runners/episode_return_mean" not in summarize([result], {}, None, 0.01)["final"]  # nothing to keep
 
 
 def test_observation_and_reward_scaling_wrappers():
