@@ -430,8 +430,7 @@ class Scheduler:
         base = rec.extra.get("base_dir")
         spec = parse_spec(rec.spec, f"schedule `{rec.name}`", Path(base) if base else None)
         job = spec.job
-        if job.name is None:
-            job.name = rec.name
+        job.name = rec.name  # a fired run is named after its schedule (`rlo-nightly-...`), whatever the job's name
         if spec.schedule is not None and spec.schedule.seed == "from_firing":
             job.seed = int(t)
         # The run is the job alone (its link to the schedule is the firing row and the run's command).

@@ -218,7 +218,12 @@ def sleeper_spec(tmp_path: Path, seconds: float = 60, **schedule) -> Path:
         "print('run', os.environ['RLO_RUN_ID'], flush=True); time.sleep(a.seconds)\n"
     )
     spec = {
-        "job": {"entry_script": "sleeper.py", "script_args": {"seconds": seconds}, "num_env_runners": 0},
+        "job": {
+            "name": "sleeper-job",  # runs are named after the schedule all the same
+            "entry_script": "sleeper.py",
+            "script_args": {"seconds": seconds},
+            "num_env_runners": 0,
+        },
         "schedule": {"name": "sleepy", "cron": "* * * * *", **schedule},
     }
     path = job_dir / "spec.yaml"

@@ -31,7 +31,7 @@ import numpy as np
 from orchestrator.autoscale.config import EMA_RATES, SIGNALS, AutoScaleConfig
 from orchestrator.autoscale.evaluation import EVAL_SEEDS, TRAIN_SEEDS, evaluate, run_episodes
 
-# Tuned by random search on TRAIN_SEEDS[:32] (default env config: 10001-minute episodes), objective mean
+# Tuned by random search on TRAIN_SEEDS[:32] (default env config: 10,000-minute episodes), objective mean
 # profit per episode; reproduce with
 #   python benchmarks/tune_baselines.py
 # (= python -m orchestrator.autoscale.baselines --tune --episodes 32 --candidates 96 --rounds 2

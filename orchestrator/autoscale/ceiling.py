@@ -25,7 +25,7 @@ from orchestrator.autoscale.baselines import decode_observation
 from orchestrator.autoscale.config import AutoScaleConfig
 from orchestrator.autoscale.evaluation import TRAIN_SEEDS, run_episodes
 
-# Tuned on TRAIN_SEEDS[:20] (default env: 10,001-minute episodes) over per_machine 150..300 in steps of 1
+# Tuned on TRAIN_SEEDS[:20] (default env: 10,000-minute episodes) over per_machine 150..300 in steps of 1
 # (29,730 $/episode there; target tracking 28,404 and this 29,415 on EVAL_SEEDS[:100]):
 #   python -m orchestrator.autoscale.ceiling --tune
 TUNED_CEILING: dict[str, float] = {"per_machine": 203.0}

@@ -49,6 +49,9 @@ _METRIC_LABELS = {
     "failed_transactions": "failed tx",
     "mean_fleet": "mean fleet",
 }
+# Metrics that cannot be negative: their intervals' lower bounds are clipped at 0 (a t interval around a mean of
+# rare events, such as 0.4 downtime minutes, would otherwise reach below what any episode can have).
+NON_NEGATIVE = frozenset({"downtime_minutes", "machine_minutes", "failed_transactions", "mean_fleet"})
 
 
 @runtime_checkable
@@ -153,7 +156,9 @@ class Interval:
     n: int
 
     @classmethod
-    def of(cls, samples: Sequence[float] | np.ndarray) -> Interval:
+    def of(cls, samples: Sequence[float] | np.ndarray, floor: float | None = None) -> Interval:
+        """The mean of `samples` and its 95% t interval; `floor`: the least the quantity can be (the interval's
+        lower bound is clipped there)."""
         x = np.asarray(samples, dtype=float)
         n = int(x.size)
         if n == 0:
@@ -163,7 +168,8 @@ class Interval:
             return cls(mean, None, None, 0.0, n)
         std = float(x.std(ddof=1))
         half = t_quantile_975(n - 1) * std / math.sqrt(n)
-        return cls(mean, mean - half, mean + half, std, n)
+        low = mean - half if floor is None else max(mean - half, floor)
+        return cls(mean, low, mean + half, std, n)
 
     @classmethod
     def ratio(cls, numerator: Sequence[float] | np.ndarray, denominator: Sequence[float] | np.ndarray) -> Interval:
@@ -224,7 +230,8 @@ class EvaluationReport:
 
     def __post_init__(self) -> None:
         self.summary = {
-            name: {m: Interval.of(values[m]) for m in METRICS} for name, values in self.episodes.items()
+            name: {m: Interval.of(values[m], floor=0.0 if m in NON_NEGATIVE else None) for m in METRICS}
+            for name, values in self.episodes.items()
         }
         self.best_baseline = max(self.baselines, key=lambda b: self.summary[b]["profit"].mean, default=None)
         self.ceiling = max(self.references, key=lambda b: self.summary[b]["profit"].mean, default=None)
@@ -272,7 +279,7 @@ class EvaluationReport:
     def to_table(self) -> str:
         """A plain-text table: one row per policy, means and 95% CIs per episode, then the comparisons."""
         n = len(self.seeds)
-        steps = self.env_config["max_time_steps"] + 1
+        minutes = self.env_config["max_time_steps"]
         header = ["policy", *(_METRIC_LABELS[m] for m in METRICS)]
         rows = []
         for name, s in self.summary.items():
@@ -290,7 +297,8 @@ class EvaluationReport:
             )
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines = [
-            f"{n} episodes of {steps} minutes per policy (same seeds for all); mean per episode [95% CI]",
+            f"{n} episodes of {minutes:,} minutes (max_time_steps) per policy, the same seeds for all; mean per "
+            "episode [95% CI]",
             "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
         ]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]

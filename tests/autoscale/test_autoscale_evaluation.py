@@ -118,6 +118,17 @@ def test_best_baseline_and_paired_comparison_by_hand():
     )
 
 
+def test_counts_have_no_negative_bounds_and_minutes_are_as_configured():
+    report = hand_made_report()
+    down = report.summary["A"]["downtime_minutes"]  # [1, 1, 0]: mean 2/3, the t interval reaches below 0
+    assert down.mean == pytest.approx(2 / 3) and down.low == 0.0 and down.high == pytest.approx(2 / 3 + 1.434, abs=1e-3)
+    assert report.summary["P"]["profit"].low < 13  # profit can be negative: not clipped (mean 14.3, sd 2.3)
+    assert report.comparisons["P"].downtime_diff.low < 0  # a difference is not a count either
+    text = report.to_table()
+    assert "3 episodes of 9 minutes (max_time_steps)" in text
+    assert "[-" not in text.split("\n")[2].split("  ", 2)[-1]  # no negative bound in A's count columns
+
+
 def test_more_downtime_is_flagged():
     report = hand_made_report()
     report.episodes["P"]["downtime_minutes"] = [2, 2, 2]
