@@ -63,22 +63,16 @@ def time_batched(num_envs: int, steps: int, actions: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", type=int, nargs="+", default=[256, 1024, 4096])
     parser.add_argument("--one-env-steps", type=int, default=50_000)
-    parser.add_argument(
-        "--batched-env-steps", type=int, default=2_000_000, help="total env steps per batched run"
-    )
+    parser.add_argument("--batched-env-steps", type=int, default=2_000_000, help="total env steps per batched run")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
     one_env_actions = rng.integers(0, 11, size=(args.one_env_steps, 2))
-    batched_actions = {
-        n: rng.integers(0, 11, size=(max(args.batched_env_steps // n, 1) + 1, n, 2)) for n in args.envs
-    }
+    batched_actions = {n: rng.integers(0, 11, size=(max(args.batched_env_steps // n, 1) + 1, n, 2)) for n in args.envs}
     best: dict[str, float] = {}
     for _ in range(args.rounds):
         results = {

@@ -103,7 +103,10 @@ def report(run_id: str, episodes: int) -> None:
     base_profit = base_report.summary[best_name]["profit"].mean
     ceiling_profit = base_report.summary[ceiling]["profit"].mean
 
-    print(f"\nrun {run_id}: PPO on rlo/AutoScale-v0, {episodes} held-out episodes of 10,000 minutes (max_time_steps) per checkpoint")
+    print(
+        f"\nrun {run_id}: PPO on rlo/AutoScale-v0, {episodes} held-out episodes of 10,000 minutes (max_time_steps) "
+        "per checkpoint"
+    )
     print(f"best tuned baseline: {best_name}, profit {base_profit:,.0f} $/episode")
     print(
         f"reference (not deployable): {ceiling}, profit {ceiling_profit:,.0f} $/episode: headroom "

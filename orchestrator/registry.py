@@ -511,8 +511,14 @@ class Registry:
     # --- attempts (the first submission and each `rlo resume`) ------------------------------------------------
 
     def add_attempt(
-        self, run_id: str, attempt: int, job_id: str, *, from_checkpoint: str | None = None,
-        from_iteration: int | None = None, when: float | None = None,
+        self,
+        run_id: str,
+        attempt: int,
+        job_id: str,
+        *,
+        from_checkpoint: str | None = None,
+        from_iteration: int | None = None,
+        when: float | None = None,
     ) -> None:
         with self._conn() as c:
             c.execute(

@@ -25,7 +25,6 @@ class Settings:
             local_ray_dir=home / "local-ray",
         )
 
-
     def state_paths(self) -> list[Path]:
         """What the tool keeps (registry and its journal/lock files, run folders, the embedded Ray's state and
         auth token): never to be shipped with a job's files."""

@@ -35,8 +35,7 @@ def test_progress_line_shows_distance_to_each_criterion():
     }
     line = progress_line(rec, {"env_runners/episode_return_mean": 150, "time_total_s": 600}, 41)
     assert line == (
-        "[rlo] iter 7 | 28,000 steps (933/s) | return 61.2 | 0:00:41 | stop: return 61.2/150 (-88.8), "
-        "time 30/600 (5%)"
+        "[rlo] iter 7 | 28,000 steps (933/s) | return 61.2 | 0:00:41 | stop: return 61.2/150 (-88.8), time 30/600 (5%)"
     )
     # With an earlier iteration's record: the return mean's trend since then.
     earlier = {"training_iteration": 2, "env_runners/episode_return_mean": 20.0}

@@ -343,5 +343,5 @@ def test_every_swept_value_is_type_checked(tmp_path, home):
     )
     for command in (["plan", "--check"], ["submit"]):
         res = rlo(*command, spec, home=home)
-        assert_user_error(res, "sweep.parameters.hyperparameters.lr", "`\"fast\"`")
+        assert_user_error(res, "sweep.parameters.hyperparameters.lr", '`"fast"`')
     assert_no_ray_started(home)

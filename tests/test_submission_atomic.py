@@ -103,8 +103,17 @@ def hello_spec(tmp_path):
 
 def start_submit(spec: Path, proxy: HoldingProxy, local_ray, rlo_home) -> tuple[subprocess.Popen, list[str]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "submit", str(spec), "--address",
-         f"http://127.0.0.1:{proxy.port}", "--token", local_ray.token],
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "submit",
+            str(spec),
+            "--address",
+            f"http://127.0.0.1:{proxy.port}",
+            "--token",
+            local_ray.token,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -183,8 +192,12 @@ def test_two_ctrl_c_roll_the_submission_back(proxy, local_ray, rlo_home, hello_s
         assert rec.status == "SUBMIT_FAILED" and "cancelled with Ctrl-C" in (rec.message or "")
         assert not job_exists(local_ray, rid)
         res = subprocess.run(
-            [sys.executable, "-m", "orchestrator.cli", "logs", rid], capture_output=True, text=True, cwd=ROOT,
-            env=dict(os.environ, RLO_HOME=str(rlo_home)), timeout=60,
+            [sys.executable, "-m", "orchestrator.cli", "logs", rid],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=dict(os.environ, RLO_HOME=str(rlo_home)),
+            timeout=60,
         )
         assert res.returncode == 2 and "never reached the engine" in res.stderr, res.stderr
     finally:
@@ -225,13 +238,25 @@ def test_a_submitting_row_whose_job_reached_the_engine_is_adopted(local_ray, rlo
     now = time.time()
     registry = Registry(rlo_home / "registry.db")
     registry.create(
-        RunRecord(id=rid, name="adopt", created_at=now, updated_at=now, backend="ray-local", status="SUBMITTING",
-                  spec={}, extra={"submitter": {"pid": dead.pid, "host": socket.gethostname()}})
+        RunRecord(
+            id=rid,
+            name="adopt",
+            created_at=now,
+            updated_at=now,
+            backend="ray-local",
+            status="SUBMITTING",
+            spec={},
+            extra={"submitter": {"pid": dead.pid, "host": socket.gethostname()}},
+        )
     )
     try:
         res = subprocess.run(
-            [sys.executable, "-m", "orchestrator.cli", "attach", rid], capture_output=True, text=True, cwd=ROOT,
-            env=dict(os.environ, RLO_HOME=str(rlo_home)), timeout=120,
+            [sys.executable, "-m", "orchestrator.cli", "attach", rid],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=dict(os.environ, RLO_HOME=str(rlo_home)),
+            timeout=120,
         )
         assert res.returncode == 0 and "adopted" in res.stdout, res.stdout + res.stderr
         rec = registry.get(rid)

@@ -42,17 +42,13 @@ def as_seed_sequence(seed: SeedLike) -> np.random.SeedSequence:
         return np.random.SeedSequence(seed.integers(0, 2**63, size=4).tolist())
     if isinstance(seed, int | np.integer) and not isinstance(seed, bool | np.bool_) and seed >= 0:
         return np.random.SeedSequence(int(seed))
-    raise ValueError(
-        f"seed must be a non-negative integer, a numpy SeedSequence or Generator, or None; got {seed!r}."
-    )
+    raise ValueError(f"seed must be a non-negative integer, a numpy SeedSequence or Generator, or None; got {seed!r}.")
 
 
 def stream_generator(root: np.random.SeedSequence, stream: int) -> np.random.Generator:
     """Generator of one stream of one env. Derived by spawn key, so it does not depend on how many
     children were spawned from ``root`` before (``SeedSequence.spawn`` would)."""
-    child = np.random.SeedSequence(
-        entropy=root.entropy, spawn_key=(*root.spawn_key, stream), pool_size=root.pool_size
-    )
+    child = np.random.SeedSequence(entropy=root.entropy, spawn_key=(*root.spawn_key, stream), pool_size=root.pool_size)
     return np.random.Generator(np.random.PCG64(child))
 
 

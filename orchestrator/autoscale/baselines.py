@@ -190,9 +190,7 @@ class TargetTracking(Baseline):
 BASELINES: dict[str, type[Baseline]] = {c.name: c for c in (StaticFleet, StepScaling, TargetTracking)}
 
 
-def make_baseline(
-    name: str, env_config: Mapping[str, Any] | AutoScaleConfig | None = None, **params: Any
-) -> Baseline:
+def make_baseline(name: str, env_config: Mapping[str, Any] | AutoScaleConfig | None = None, **params: Any) -> Baseline:
     """A baseline by name (``static``, ``step_scaling``, ``target_tracking``) with tuned defaults."""
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose one of {sorted(BASELINES)}")
@@ -249,9 +247,7 @@ def _score(
     per_env = {k: np.repeat([c[k] for c in candidates], len(seeds)) for k in keys}
     policy = BASELINES[name](config, **per_env)
     # Parameters are per env, so the whole grid must fit in one batch (the policy's arrays have that length).
-    metrics = run_episodes(
-        policy, seeds * len(candidates), config, batch_size=max(batch_size, len(per_env[keys[0]]))
-    )
+    metrics = run_episodes(policy, seeds * len(candidates), config, batch_size=max(batch_size, len(per_env[keys[0]])))
     profit = metrics["profit"].reshape(len(candidates), len(seeds)).mean(axis=1)
     downtime = metrics["downtime_minutes"].reshape(len(candidates), len(seeds)).mean(axis=1)
     return profit, downtime
@@ -311,9 +307,7 @@ def tune_baseline(
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m orchestrator.autoscale.baselines --tune``: rerun the search, print the tuned parameters,
     and (with ``--eval-episodes``) their profit on evaluation seeds."""
-    parser = argparse.ArgumentParser(
-        prog="python -m orchestrator.autoscale.baselines", description=main.__doc__
-    )
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.autoscale.baselines", description=main.__doc__)
     parser.add_argument("--tune", action="store_true", help="run the search (otherwise just print TUNED)")
     parser.add_argument("--baseline", action="append", choices=sorted(BASELINES), help="default: all")
     parser.add_argument("--episodes", type=int, default=32, help="training seeds (episodes) per candidate")

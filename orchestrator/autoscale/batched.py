@@ -75,9 +75,7 @@ class BatchedAutoScale:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1; got {num_envs!r}.")
         if autoreset_mode not in ("same_step", "next_step", "disabled"):
-            raise ValueError(
-                f"autoreset_mode must be 'same_step', 'next_step' or 'disabled'; got {autoreset_mode!r}."
-            )
+            raise ValueError(f"autoreset_mode must be 'same_step', 'next_step' or 'disabled'; got {autoreset_mode!r}.")
         self.num_envs = int(num_envs)
         self.autoreset_mode = autoreset_mode
         self.config = AutoScaleConfig.from_mapping(config, **overrides)
@@ -92,9 +90,7 @@ class BatchedAutoScale:
         self._episode_over = False
 
     # -- public API ----------------------------------------------------------------------------------------
-    def reset(
-        self, *, seed: int | Sequence[SeedLike] | None = None
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def reset(self, *, seed: int | Sequence[SeedLike] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Start new episodes in every env; a seed restarts the random streams (see class docstring)."""
         if seed is not None or self._load is None:
             roots = seed_sequences(seed, self.num_envs)
@@ -104,9 +100,7 @@ class BatchedAutoScale:
             self._capacity_next = 0
         return self._reset_episodes()
 
-    def step(
-        self, actions: Any
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         if self.t is None:
             raise RuntimeError("BatchedAutoScale.step() called before reset().")
         n = self.num_envs
@@ -232,9 +226,7 @@ class BatchedAutoScale:
         m = self.config.max_action
         a = np.asarray(actions)
         if a.shape != (self.num_envs, 2):
-            raise action_error(
-                f"array of shape {a.shape}", f"expected shape ({self.num_envs}, 2), one row per env", m
-            )
+            raise action_error(f"array of shape {a.shape}", f"expected shape ({self.num_envs}, 2), one row per env", m)
         kind = a.dtype.kind
         if kind == "f":
             bad = ~np.isfinite(a).all(axis=1)

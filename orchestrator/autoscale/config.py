@@ -50,16 +50,12 @@ class AutoScaleConfig:
     """
 
     warmup_latency: int = field(default=5, metadata=_doc("minutes before a machine turned on starts serving"))
-    tpm_per_machine: float = field(
-        default=300.0, metadata=_doc("mean transactions/minute one machine serves")
-    )
+    tpm_per_machine: float = field(default=300.0, metadata=_doc("mean transactions/minute one machine serves"))
     tpm_sigma: float = field(default=30.0, metadata=_doc("std-dev of that capacity, drawn once a minute"))
     machine_cost: float = field(default=0.05, metadata=_doc("$ per machine-minute"))
     transaction_val: float = field(default=0.90, metadata=_doc("$ per thousand successful transactions"))
     downtime_cost: float = field(default=200.0, metadata=_doc("$ per minute of downtime"))
-    downtime_percent: float = field(
-        default=99.5, metadata=_doc("availability (%) below which a minute is down")
-    )
+    downtime_percent: float = field(default=99.5, metadata=_doc("availability (%) below which a minute is down"))
     initial_machines: int = field(default=50, metadata=_doc("machines serving at reset"))
     max_time_steps: int = field(
         default=10_000,
@@ -69,9 +65,7 @@ class AutoScaleConfig:
         default=None, metadata=_doc("fleet cap; None means int(2.5 * max_tpm / tpm_per_machine) = 833")
     )
     max_action: int = field(default=10, metadata=_doc("most machines turned on (and off) per minute"))
-    max_tpm: int = field(
-        default=100_000, metadata=_doc("load is clipped to [0, max_tpm]; scales observations")
-    )
+    max_tpm: int = field(default=100_000, metadata=_doc("load is clipped to [0, max_tpm]; scales observations"))
     extra_features: tuple[str, ...] = field(
         default=(), metadata=_doc(f"observation features appended after the reference's 25: any of {EXTRA_FEATURES}")
     )
@@ -95,8 +89,7 @@ class AutoScaleConfig:
         if not isinstance(self.zero_load_is_downtime, bool | np.bool_):
             raise AutoScaleConfigError(
                 "zero_load_is_downtime",
-                "AutoScaleConfig.zero_load_is_downtime must be true or false; "
-                f"got {self.zero_load_is_downtime!r}.",
+                f"AutoScaleConfig.zero_load_is_downtime must be true or false; got {self.zero_load_is_downtime!r}.",
             )
         set_(self, "zero_load_is_downtime", bool(self.zero_load_is_downtime))
         features = self.extra_features

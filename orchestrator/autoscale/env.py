@@ -63,8 +63,7 @@ class InvalidActionError(ValueError):
 
 def action_error(received: Any, why: str, max_action: int) -> InvalidActionError:
     return InvalidActionError(
-        f"invalid action {received!r}: {why}. An action is two integers [turn_on, turn_off], "
-        f"each in 0..{max_action}."
+        f"invalid action {received!r}: {why}. An action is two integers [turn_on, turn_off], each in 0..{max_action}."
     )
 
 
@@ -152,9 +151,7 @@ class AutoScaleEnv(gym.Env[np.ndarray, np.ndarray]):
         if self.t is None:
             raise RuntimeError("AutoScaleEnv.step() called before reset().")
         if self._done:
-            raise RuntimeError(
-                f"the episode ended (truncated after {self.t} steps, t > max_time_steps); call reset()."
-            )
+            raise RuntimeError(f"the episode ended (truncated after {self.t} steps, t > max_time_steps); call reset().")
         turn_on, turn_off = parse_action(action, self.config.max_action)
         # Order of the reference: turn off first, then the head of the warm-up queue joins, capped.
         active = max(0, self.active_machines - turn_off)

@@ -251,9 +251,7 @@ class EvaluationReport:
                 policy=name,
                 baseline=self.best_baseline,
                 profit_diff=diff,
-                profit_diff_percent=diff.scaled(100.0 / abs(base_profit))
-                if base_profit
-                else diff.scaled(math.nan),
+                profit_diff_percent=diff.scaled(100.0 / abs(base_profit)) if base_profit else diff.scaled(math.nan),
                 downtime_diff=down,
                 no_more_downtime=down.mean <= 0,
                 ceiling=self.ceiling,

@@ -106,9 +106,7 @@ class _SpikeDraws:
     Spikes happen at different moments in different envs, so each env has its own read position.
     """
 
-    def __init__(
-        self, uniform_gens: Sequence[np.random.Generator], normal_gens: Sequence[np.random.Generator]
-    ):
+    def __init__(self, uniform_gens: Sequence[np.random.Generator], normal_gens: Sequence[np.random.Generator]):
         self._uniform_gens = list(uniform_gens)
         self._normal_gens = list(normal_gens)
         n = len(self._uniform_gens)

@@ -99,9 +99,7 @@ def test_step_scaling_waits_its_cooldown():
 
 def test_per_env_parameters_equal_separate_runs():
     seeds = [0, 1]
-    together = run_episodes(
-        StaticFleet(machines=np.array([20, 20, 40, 40])), seeds * 2, {"max_time_steps": 200}
-    )
+    together = run_episodes(StaticFleet(machines=np.array([20, 20, 40, 40])), seeds * 2, {"max_time_steps": 200})
     alone = run_episodes(StaticFleet(machines=40), seeds, {"max_time_steps": 200})
     assert np.array_equal(together["profit"][2:], alone["profit"])
 

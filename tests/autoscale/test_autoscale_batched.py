@@ -30,9 +30,7 @@ INFO_KEYS = (
 )
 
 
-def assert_batched_equals_scalars(
-    config: dict, seeds: list[int], episodes: int, extra_steps: int = 5
-) -> None:
+def assert_batched_equals_scalars(config: dict, seeds: list[int], episodes: int, extra_steps: int = 5) -> None:
     batched = BatchedAutoScale(len(seeds), config)
     scalars = [AutoScaleEnv(config) for _ in seeds]
     obs, info = batched.reset(seed=seeds)

@@ -40,9 +40,7 @@ class TestFleet:
             env.step((10, 0))
         for _ in range(10):
             info = env.step(NOOP)[4]
-        assert (
-            info["active_machines"] == 55
-        )  # 50 + 30 ordered, capped; the excess is lost, as in the reference
+        assert info["active_machines"] == 55  # 50 + 30 ordered, capped; the excess is lost, as in the reference
 
     def test_turning_off_stops_at_zero(self, scripted_env):
         env, _ = scripted_env([1000], initial_machines=3)

@@ -113,9 +113,7 @@ def test_best_baseline_and_paired_comparison_by_hand():
     assert c.no_more_downtime is True
     text = report.to_table()
     assert "best baseline by profit: A" in text
-    assert (
-        "P vs A: profit +2 [-1, +5] $/episode (+19.4 [-4.5, +43.3] %)" in text and "no more downtime" in text
-    )
+    assert "P vs A: profit +2 [-1, +5] $/episode (+19.4 [-4.5, +43.3] %)" in text and "no more downtime" in text
 
 
 def test_counts_have_no_negative_bounds_and_minutes_are_as_configured():
@@ -157,9 +155,7 @@ def test_rl_style_policy_is_compared_with_the_best_baseline():
         def act(self, obs, info=None):
             return np.tile([1, 0], (len(obs), 1))
 
-    report = evaluate(
-        {"static": StaticFleet(SHORT), "grow": AlwaysAddOne()}, seeds=[1, 2, 3], env_config=SHORT
-    )
+    report = evaluate({"static": StaticFleet(SHORT), "grow": AlwaysAddOne()}, seeds=[1, 2, 3], env_config=SHORT)
     assert report.baselines == ["static"] and report.best_baseline == "static"
     assert report.comparisons["grow"].profit_diff.mean < 0  # ends with ~350 machines: costs more
 

@@ -114,9 +114,7 @@ def test_first_spike_starts_between_minute_100_and_1000_with_its_height():
         starts.append(start)
         # first value: height * (1 + c / width) with -1 < c <= 0 and width >= 5, height = cmax * U(0.1, 0.2)
         assert 0.1 * p.cyclic_max * 0.8 <= spikes[start - 1] <= 0.2 * p.cyclic_max
-    assert np.mean(starts) == pytest.approx(
-        550, abs=3 * 260 / math.sqrt(60)
-    )  # U(100, 1000): mean 550, sd 260
+    assert np.mean(starts) == pytest.approx(550, abs=3 * 260 / math.sqrt(60))  # U(100, 1000): mean 550, sd 260
 
 
 def test_spike_decays_linearly_then_the_next_is_scheduled_the_step_it_turns_negative():

@@ -55,9 +55,7 @@ class StreamReplay:
         return low + (high - low) * self.streams[stream].random()
 
     def normal(self, loc, scale):
-        stream = (
-            LOAD_NOISE if loc == 1 else CAPACITY
-        )  # load noise is Normal(1, level); capacity Normal(300, 30)
+        stream = LOAD_NOISE if loc == 1 else CAPACITY  # load noise is Normal(1, level); capacity Normal(300, 30)
         return loc + scale * self.streams[stream].standard_normal()
 
     def lognormal(self, mean, sigma):
