@@ -30,25 +30,8 @@ def cmd_plan(args) -> int:
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
         return 0
-    job = spec.job
-    what = f"{job.algorithm} on {job.env}" if job.entry_script is None else f"entry script {job.entry_script}"
-    print(f"Plan for `{args.spec}`: cluster `{spec.cluster.name}`, job: {what}\n")
-    print(plan.explain())
-    if plan.num_trials > 1:
-        print(
-            f"\nRay resources per trial: {plan.trial_cpus} CPUs, {plan.trial_gpus:g} GPUs; "
-            f"{plan.num_trials} trials, up to {plan.concurrent_trials} at once"
-        )
-    else:
-        print(f"\nRay resources for the training trial: {plan.trial_cpus} CPUs, {plan.trial_gpus:g} GPUs")
-    print(f"where: {spec.cluster.address or 'the embedded local Ray on 127.0.0.1 (started on submit)'}")
-    stop, notices = job.normalized_stop()
-    if stop:
-        print("stop when: " + " or ".join(f"{k} >= {v:g}" for k, v in stop.items()))
-    if job.max_run_duration_seconds:
-        print(f"the whole job is bounded to {job.max_run_duration_seconds} s (max_run_duration_seconds)")
-    notices += checked
-    for n in notices:
+    print(plan.explain(source=args.spec))  # the same text as Estimator(...).plan().explain()
+    for n in checked:
         print(f"note: {n}")
     return 0
 
@@ -152,14 +135,25 @@ def cmd_status(args) -> int:
         print(f"  why       {rec.stop_reason}")
     if rec.message and (rec.status != "SUCCEEDED" or rec.extra.get("unreadable_fields")):
         print(f"  message   {rec.message}")
-    if rec.final_metrics:
-        from . import metrics
+    from . import metrics
 
+    if rec.final_metrics:
         fm = rec.final_metrics
         print(
             f"  final     iter {fm.get('training_iteration')}, {fmt_metric(fm.get(metrics.ENV_STEPS))} env steps, "
             f"return mean {fmt_metric(fm.get(metrics.RETURN_MEAN))}"
         )
+    elif not rec.terminal:
+        latest = run.latest_metrics()
+        for i, (trial, m) in enumerate(sorted(latest.items())):
+            label = "so far   " if len(latest) == 1 else f"trial {trial}" if i < 10 else None
+            if label is None:
+                print(f"  ... and {len(latest) - 10} more trials (`rlo metrics {rec.id}`)")
+                break
+            print(
+                f"  {label} iter {m.get('training_iteration')}, {fmt_metric(m.get(metrics.ENV_STEPS))} env steps, "
+                f"return mean {fmt_metric(m.get(metrics.RETURN_MEAN))}"
+            )
     cps = run.registry.checkpoints(rec.id)
     if cps:
         print(f"  checkpoints ({len(cps)}), latest: {cps[-1].path}")
@@ -241,7 +235,17 @@ def cmd_list(args) -> int:
         return 0
     rows = [("RUN", "STATUS", "SUBMITTED", "ITER", "ENV STEPS", "RETURN MEAN", "WHY")]
     for r in refreshed:
-        fm = r.final_metrics or {}
+        fm, why = r.final_metrics or {}, r.stop_reason or r.message or ""
+        if not r.terminal and not fm:  # still going: how far it got (a sweep: its trials, the best return)
+            latest = list(Run(r, registry).latest_metrics().values())
+            returns = [m[metrics.RETURN_MEAN] for m in latest if isinstance(m.get(metrics.RETURN_MEAN), int | float)]
+            fm = {
+                "training_iteration": max((m.get("training_iteration") or 0 for m in latest), default=None),
+                metrics.ENV_STEPS: sum(m.get(metrics.ENV_STEPS) or 0 for m in latest) if latest else None,
+                metrics.RETURN_MEAN: max(returns, default=None),
+            }
+            if len(latest) > 1:
+                why = f"{len(latest)} trials so far; return mean: the best trial's"
         rows.append(
             (
                 r.id,
@@ -250,7 +254,7 @@ def cmd_list(args) -> int:
                 fmt_metric(fm.get("training_iteration")),
                 fmt_metric(fm.get(metrics.ENV_STEPS)),
                 fmt_metric(fm.get(metrics.RETURN_MEAN)),
-                (r.stop_reason or r.message or "")[:60],
+                why[:60],
             )
         )
     print_table(rows)

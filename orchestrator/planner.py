@@ -35,6 +35,31 @@ class PoolPlan:
 
 
 @dataclass(frozen=True)
+class JobSummary:
+    """What `rlo plan` says of the job beside the arithmetic: what runs, where, and when it stops."""
+
+    cluster: str
+    what: str
+    where: str
+    stop: tuple[tuple[str, float], ...]
+    max_run_duration_seconds: int | None
+    notices: tuple[str, ...]  # about the stop criteria (a legacy metric name, mapped)
+
+    @classmethod
+    def of(cls, spec: Spec) -> JobSummary:
+        job = spec.job
+        stop, notices = job.normalized_stop()
+        return cls(
+            cluster=spec.cluster.name,
+            what=f"{job.algorithm} on {job.env}" if job.entry_script is None else f"entry script {job.entry_script}",
+            where=spec.cluster.address or "the embedded local Ray on 127.0.0.1 (started on submit)",
+            stop=tuple(stop.items()),
+            max_run_duration_seconds=job.max_run_duration_seconds,
+            notices=tuple(notices),
+        )
+
+
+@dataclass(frozen=True)
 class Plan:
     head: PoolPlan
     pools: tuple[PoolPlan, ...]
@@ -50,6 +75,7 @@ class Plan:
     # A sweep: how many trials in all, and how many run at once (each with the numbers above).
     num_trials: int = 1
     concurrent_trials: int = 1
+    job: JobSummary | None = None  # set by plan_spec: explain() then says all that `rlo plan` says
 
     @property
     def total_vcpus(self) -> int:
@@ -112,7 +138,33 @@ class Plan:
             "notices": list(self.notices),
         }
 
-    def explain(self) -> str:
+    def explain(self, source: str | None = None) -> str:
+        """The plan as `rlo plan` prints it (`source`: the spec file's name, for the first line)."""
+        lines = []
+        if self.job is not None:
+            of = f" for `{source}`" if source else ""
+            lines += [f"Plan{of}: cluster `{self.job.cluster}`, job: {self.job.what}", ""]
+        lines += self._table()
+        if self.num_trials > 1:
+            lines.append(
+                f"\nRay resources per trial: {self.trial_cpus} CPUs, {self.trial_gpus:g} GPUs; "
+                f"{self.num_trials} trials, up to {self.concurrent_trials} at once"
+            )
+        else:
+            lines.append(f"\nRay resources for the training trial: {self.trial_cpus} CPUs, {self.trial_gpus:g} GPUs")
+        if self.job is not None:
+            lines.append(f"where: {self.job.where}")
+            if self.job.stop:
+                lines.append("stop when: " + " or ".join(f"{k} >= {v:g}" for k, v in self.job.stop))
+            if self.job.max_run_duration_seconds:
+                lines.append(
+                    f"the whole job is bounded to {self.job.max_run_duration_seconds} s (max_run_duration_seconds)"
+                )
+        for n in (*self.notices, *(self.job.notices if self.job else ())):
+            lines.append(f"note: {n}")
+        return "\n".join(lines)
+
+    def _table(self) -> list[str]:
         rows = [("pool", "instance type", "nodes", "vCPUs/node", "GPUs/node", "vCPUs", "GPUs")]
         for p in (self.head, *self.pools):
             rows.append(
@@ -131,9 +183,7 @@ class Plan:
                 lines.append("  " + "  ".join("-" * w for w in widths))
         lines.append("")
         lines += self.arithmetic
-        for n in self.notices:
-            lines.append(f"note: {n}")
-        return "\n".join(lines)
+        return lines
 
 
 def _pool(name: str, node) -> PoolPlan:
@@ -266,7 +316,7 @@ def plan_spec(spec: Spec) -> Plan:
     plan = plan_env_runners(spec.cluster, spec.job)
     if spec.sweep is not None:
         plan = plan_sweep(plan, spec.sweep, spec.job)
-    return plan
+    return replace(plan, job=JobSummary.of(spec))
 
 
 def plan_sweep(plan: Plan, sweep, job: JobSpec) -> Plan:

@@ -205,6 +205,23 @@ class Run:
             return []
         return [p for k, p in events.parse_log(self.logs()) if k == "metrics"]
 
+    def latest_metrics(self) -> dict[str, dict]:
+        """The latest record of each trial so far (trial id -> record; a sweep has several), read from the run's
+        metrics.jsonl when this machine has the run's folder ({} otherwise: nothing is fetched from the engine).
+        What `rlo list` / `rlo status` show of a run still going."""
+        path = self.run_dir / "metrics.jsonl" if self.run_dir else None
+        if not path or not path.is_file():
+            return {}
+        latest: dict[str, dict] = {}
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            if isinstance(rec, dict):
+                latest[str(rec.get("trial_id") or "")] = rec
+        return latest
+
     def analytics(self, metric_names: list[str] | None = None, metric_definitions: list[dict] | None = None):
         """The series SageMaker's `metric_definitions` (`[{"Name": ..., "Regex": ...}]`, kept with the run by the
         SageMaker shim's RLEstimator, or given here) find in the job's log, like SageMaker's

@@ -118,3 +118,16 @@ def test_planner_does_not_import_ray():
 
     code = "import orchestrator.planner, orchestrator.spec, sys; print('ray' in sys.modules)"
     assert subprocess.check_output([sys.executable, "-c", code], text=True).strip() == "False"
+
+
+def test_the_python_apis_explanation_is_what_rlo_plan_prints(capsys):
+    from orchestrator import Estimator
+    from orchestrator.cli import main
+
+    path = "cluster_configs/local-cartpole.yaml"
+    assert main(["plan", path]) == 0
+    printed = capsys.readouterr().out
+    text = Estimator.from_yaml(path).plan().explain(source=path)
+    assert printed == text + "\n"
+    assert text.startswith(f"Plan for `{path}`: cluster `local`, job: PPO on CartPole-v1")
+    assert "where: the embedded local Ray on 127.0.0.1" in text and "stop when: " in text
