@@ -17,7 +17,6 @@ import dataclasses
 import json
 import sys
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 
 @dataclass
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.autoscale.baselines import default_baselines
     from orchestrator.autoscale.ceiling import default_references
     from orchestrator.autoscale.evaluation import EVAL_SEEDS, evaluate
-    from orchestrator.contract import job_context
+    from orchestrator.contract import PlanNumbers, job_context
     from orchestrator.jobside import train
     from orchestrator.policy import CheckpointPolicy
     from orchestrator.spec import JobSpec
@@ -127,11 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint=spec_job.get("checkpoint") or {"frequency": 5, "at_end": True, "keep": None},
         seed=spec_job.get("seed"),
     )
-    numbers = (
-        ctx
-        if ctx.inside_rlo
-        else SimpleNamespace(num_env_runners=1, num_envs_per_env_runner=64, num_learners=0, num_gpus_per_learner=0.0)
-    )
+    numbers = ctx.numbers if ctx.inside_rlo else PlanNumbers(1, 64, 0, 0.0)  # by hand: one runner of 64 envs
     ray.init()
     summary = train(job, ctx, numbers)
     if summary["status"] != "succeeded" or not summary.get("final_checkpoint"):

@@ -16,7 +16,6 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 
 @dataclass
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from orchestrator.contract import job_context
+    from orchestrator.contract import PlanNumbers, job_context
     from orchestrator.jobside import train
     from orchestrator.spec import JobSpec
 
@@ -70,12 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         num_envs_per_env_runner=ctx.num_envs_per_env_runner,
         checkpoint={"frequency": 20, "at_end": True},
     )
-    numbers = SimpleNamespace(
-        num_env_runners=num_env_runners,
-        num_envs_per_env_runner=job.num_envs_per_env_runner,
-        num_learners=0,
-        num_gpus_per_learner=1.0 if num_gpus >= 1 else 0.0,
-    )
+    numbers = PlanNumbers(num_env_runners, job.num_envs_per_env_runner, 0, 1.0 if num_gpus >= 1 else 0.0)
     ray.init()
     summary = train(job, ctx, numbers)
     return 0 if summary["status"] == "succeeded" else 1

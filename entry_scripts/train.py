@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = job_context(rest)
     spec = load_spec(args.spec) if args.spec else Spec.model_validate(ctx.spec)
     # The plan's numbers: from the contract inside a job, planned here when run by hand (same attribute names).
-    numbers = ctx if ctx.inside_rlo else plan_spec(spec)
+    numbers = ctx.numbers if ctx.inside_rlo else plan_spec(spec).numbers
     for d in (ctx.run_dir, ctx.model_dir, ctx.output_dir):
         d.mkdir(parents=True, exist_ok=True)
     job_info = {"argv": [sys.executable, *sys.argv], "cwd": os.getcwd(), "pid": os.getpid(), "started": time.time()}

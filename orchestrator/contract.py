@@ -47,6 +47,18 @@ _VARS = {
 
 
 @dataclass(frozen=True)
+class PlanNumbers:
+    """The planner's numbers a job trains with: `Plan.numbers` on the submitting side (or when a script runs by
+    hand), `JobContext.numbers` inside a job (from the RLO_NUM_* variables)."""
+
+    num_env_runners: int
+    num_envs_per_env_runner: int
+    num_learners: int
+    num_gpus_per_learner: float
+    concurrent_trials: int = 1  # a sweep: trials at once
+
+
+@dataclass(frozen=True)
 class JobContext:
     run_id: str
     run_dir: Path
@@ -65,6 +77,16 @@ class JobContext:
     @property
     def inside_rlo(self) -> bool:
         return bool(os.environ.get("RLO_RUN_ID"))
+
+    @property
+    def numbers(self) -> PlanNumbers:
+        return PlanNumbers(
+            self.num_env_runners,
+            self.num_envs_per_env_runner,
+            self.num_learners,
+            self.num_gpus_per_learner,
+            self.concurrent_trials,
+        )
 
 
 def contract_env(run_id: str, run_dir: str, plan_env: dict[str, str], spec_json: str, started_at: float) -> dict:

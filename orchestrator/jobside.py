@@ -9,8 +9,10 @@ from pathlib import Path
 import ray
 
 from . import events, metrics
+from .contract import JobContext, PlanNumbers
 from .envs import make_env
 from .errors import UserError
+from .spec import JobSpec, SweepSpec
 
 # Seconds a job may run past `max_run_duration_seconds` (to write its last checkpoint) before it is killed.
 HARD_KILL_GRACE_S = 120
@@ -74,9 +76,17 @@ def is_return_metric(name: str) -> bool:
 
 
 def train(
-    job, ctx, numbers, *, source_dir: str | None = None, sweep=None, spec: dict | None = None, rllib_callbacks=None
+    job: JobSpec,
+    ctx: JobContext,
+    numbers: PlanNumbers | None = None,
+    *,
+    source_dir: str | None = None,
+    sweep: SweepSpec | None = None,
+    spec: dict | None = None,
+    rllib_callbacks=None,
 ) -> dict:
-    """Train `job` (a JobSpec) under Tune with the plan's `numbers`; write and emit the summary; return it.
+    """Train `job` under Tune with the plan's `numbers` (default: the contract's, `ctx.numbers`); write and emit
+    the summary; return it.
 
     The one training path of every entry script that trains a built-in algorithm. `env_config.reward_scale`
     scales rewards for learning only: stop criteria on returns are scaled to match, and every reported return
@@ -110,12 +120,10 @@ def train(
     preflight_env(job.env, job.env_config, source_dir, placement=placement)
 
     # 2. The algorithm's config from the spec and the plan's numbers.
+    numbers = numbers or ctx.numbers
     config = build_config(
-        job.model_dump(mode="json"),
-        num_env_runners=numbers.num_env_runners,
-        num_envs_per_env_runner=numbers.num_envs_per_env_runner,
-        num_learners=numbers.num_learners,
-        num_gpus_per_learner=numbers.num_gpus_per_learner,
+        job,
+        numbers,
         source_dir=source_dir,
         callbacks=health_check_class(job.fault_tolerance.on_node_loss, job.fault_tolerance.wait_timeout_s),
         placement=placement,
@@ -148,7 +156,7 @@ def _train(config, job, ctx, sweep, numbers, deadline, stop, scale, tracker) -> 
     if sweep is not None:
         from .sweep import tune_setup
 
-        setup = tune_setup(config, sweep, job, int(getattr(numbers, "concurrent_trials", 1) or 1), scale)
+        setup = tune_setup(config, sweep, job, max(1, numbers.concurrent_trials), scale)
         param_space, sweep_args = setup["param_space"], setup["tune_config"]
     experiment = Path(ctx.output_dir) / "tune"
     if getattr(ctx, "attempt", 1) > 1:

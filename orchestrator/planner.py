@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from .contract import PlanNumbers
 from .errors import PlanError
 from .spec import ClusterSpec, JobSpec, Spec
 
@@ -97,6 +98,17 @@ class Plan:
     @property
     def trial_gpus(self) -> float:
         return self.learner_gpus
+
+    @property
+    def numbers(self) -> PlanNumbers:
+        """What the job trains with (inside a job the contract passes the same: `JobContext.numbers`)."""
+        return PlanNumbers(
+            self.num_env_runners,
+            self.num_envs_per_env_runner,
+            self.num_learners,
+            self.num_gpus_per_learner,
+            self.concurrent_trials,
+        )
 
     def as_env(self) -> dict[str, str]:
         """The numbers the entry-script contract passes to the job (see orchestrator.contract)."""

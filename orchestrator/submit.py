@@ -62,7 +62,7 @@ def validate_job(spec: Spec) -> list[str]:
 
     source = package.source_dir(spec)
     validate_env(job.env, source)
-    _, hp_notices = translate_hyperparameters(job.algorithm, job.hyperparameters)
+    hp_notices = translate_hyperparameters(job.algorithm, job.hyperparameters).notices
     if spec.sweep is not None:  # swept hyperparameters must be ones the algorithm has
         # Every value a trial can get (each grid/choice value, both bounds of a range) has the right name and type.
         for path, dist in spec.sweep.parameters.items():

@@ -34,7 +34,7 @@ def config_key(algorithm: str, path: str) -> tuple[str, ...]:
         return ("env_config", name)
     from .training import translate_hyperparameters
 
-    out, _ = translate_hyperparameters(algorithm, {name: 0}, check_types=False)
+    out = translate_hyperparameters(algorithm, {name: 0}, check_types=False).settings
     return (next(iter(out)),) if len(out) == 1 else (name,)
 
 

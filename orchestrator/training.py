@@ -10,11 +10,14 @@ submitted; the job's entry script builds the config. RLlib is imported lazily (i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from .algorithms import config_class
+from .contract import PlanNumbers
 from .envs import env_creator, has_vector_entry_point, is_finite_number, registered_env_name, validate_env
 from .errors import UserError, did_you_mean, shorten
+from .spec import JobSpec
 
 # Legacy hyperparameters, as the seeds and the SageMaker RL / Azure ML Ray examples write them (RLlib 0.8-1.x),
 # read on RLlib's new API stack. Each legacy key gets ONE notice; what cannot carry over is an error naming the
@@ -289,9 +292,19 @@ def _translate_model(value: dict, notices: list[str], bad: list[tuple[str, str]]
     return out, atari
 
 
+@dataclass(frozen=True)
+class Hyperparameters:
+    """A spec's hyperparameters read for RLlib's new API stack (`translate_hyperparameters`)."""
+
+    settings: dict[str, Any]  # AlgorithmConfig attributes (`model_config`, `lambda_`, `clip_rewards` included)
+    notices: list[str]  # one per legacy or ignored key
+    atari: dict[str, Any] = field(default_factory=dict)  # env_config of our Atari preprocessing (legacy model.dim)
+    planned: dict[str, Any] = field(default_factory=dict)  # planner settings given as hyperparameters (ignored)
+
+
 def translate_hyperparameters(
     algorithm: str, hyperparameters: dict[str, Any], *, check_types: bool = True
-) -> tuple[dict[str, Any], list[str]]:
+) -> Hyperparameters:
     """Map legacy names, drop meaningless ones, and refuse unknown ones (with a hint) before submission, and
     values of the wrong type (`lr: "fast"`) where RLlib's default tells the type (see `_type_problem`).
     `check_types=False`: map the names only (the values are placeholders).
@@ -303,7 +316,13 @@ def translate_hyperparameters(
     cfg = cls()
     valid = {n for n in dir(cfg) if not n.startswith("_") and not callable(getattr(type(cfg), n, None))}
     valid |= {"model_config", "lambda_", "clip_rewards"}
-    out, notices, bad, wrong, unmappable = {}, [], [], [], []
+    out: dict[str, Any] = {}
+    atari_config: dict[str, Any] = {}
+    planned: dict[str, Any] = {}
+    notices: list[str] = []
+    bad: list = []
+    wrong: list = []
+    unmappable: list = []
     for key, value in hyperparameters.items():
         if key in DROPPED_HYPERPARAMETERS:
             notices.append(_dropped_notice(key, value))
@@ -337,8 +356,7 @@ def translate_hyperparameters(
             continue
         if key == "model" and isinstance(value, dict):
             model, atari = _translate_model(value, notices, unmappable)
-            if atari:
-                out.setdefault("_atari", {}).update(atari)
+            atari_config.update(atari)
             if model:
                 out.setdefault("model_config", {}).update(model)
             continue
@@ -362,7 +380,7 @@ def translate_hyperparameters(
                 f"hyperparameter `{key}`{legacy} is set by the planner; put it in the job (`job.{new}`) to override "
                 "the plan"
             )
-            out.setdefault("_planned", {})[new] = value
+            planned[new] = value
             continue
         if new not in valid:
             bad.append((key, did_you_mean(key, sorted(valid))))
@@ -402,33 +420,33 @@ def translate_hyperparameters(
             fix=f"use attributes of RLlib's {cls.__name__} (e.g. lr, gamma, "
             "train_batch_size_per_learner, minibatch_size, num_epochs, entropy_coeff)",
         )
-    return out, notices
+    return Hyperparameters(out, notices, atari_config, planned)
 
 
 def build_config(
-    job: dict,
+    job: JobSpec,
+    numbers: PlanNumbers,
     *,
-    num_env_runners: int,
-    num_envs_per_env_runner: int,
-    num_learners: int,
-    num_gpus_per_learner: float,
     source_dir: str | None = None,
     callbacks=None,
     placement: bool = False,
 ):
-    """The AlgorithmConfig for a (validated) job spec dict and the plan's numbers. Job side.
+    """The AlgorithmConfig for a (validated) job spec and the plan's numbers. Job side.
 
     `placement`: the cluster was brought up by `rlo cluster` (its nodes carry the pool resources of
     `orchestrator.placement`): the driver/learner ask for the head, env runners for the plan's env-runner slots."""
     from ray import tune
 
-    algorithm = job["algorithm"]
-    env_id = job["env"]
+    algorithm, env_id = job.algorithm, job.env
+    if algorithm is None or env_id is None:
+        raise UserError("the job names no algorithm and env (an entry-script job builds its own config)")
+    num_env_runners, num_envs_per_env_runner = numbers.num_env_runners, numbers.num_envs_per_env_runner
+    num_learners, num_gpus_per_learner = numbers.num_learners, numbers.num_gpus_per_learner
     kind = validate_env(env_id, source_dir)
-    hp, _ = translate_hyperparameters(algorithm, job.get("hyperparameters") or {})
-    env_config = dict(job.get("env_config") or {})
-    env_config.update(hp.pop("_atari", {}) if kind == "atari" else {})
-    hp.pop("_planned", None)
+    translated = translate_hyperparameters(algorithm, dict(job.hyperparameters or {}))
+    hp = translated.settings
+    env_config = dict(job.env_config or {})
+    env_config.update(translated.atari if kind == "atari" else {})
     settings = preset(algorithm, kind) | hp
     if kind == "atari" and "model_config" in hp:
         settings["model_config"] = preset(algorithm, kind)["model_config"] | hp["model_config"]
@@ -469,8 +487,8 @@ def build_config(
         config.learners(custom_resources_per_learner=res["custom_resources_per_learner"])
     if callbacks is not None:
         config.callbacks(callbacks)
-    if job.get("seed") is not None:
-        config.debugging(seed=job["seed"])
+    if job.seed is not None:
+        config.debugging(seed=job.seed)
     model_config = settings.pop("model_config", None)
     if model_config:
         from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig

@@ -10,10 +10,17 @@ import pytest
 
 from orchestrator import Estimator, JobSpec
 from orchestrator.algorithms import online_algorithms, registered_algorithms
+from orchestrator.contract import PlanNumbers
 from orchestrator.envs import validate_env
 from orchestrator.errors import UserError
 from orchestrator.spec import Spec
 from orchestrator.training import build_config, translate_hyperparameters
+
+
+def settings_and_notices(algorithm: str, hyperparameters: dict) -> tuple[dict, list[str]]:
+    translated = translate_hyperparameters(algorithm, hyperparameters)
+    return translated.settings, translated.notices
+
 
 # The config of SageMaker's rl_cartpole_ray example (train-rl-cartpole-ray.py), num_cpus = 4.
 SAGEMAKER_CARTPOLE = {
@@ -33,9 +40,10 @@ SAGEMAKER_CARTPOLE = {
 
 
 def test_sagemaker_cartpole_config_maps_with_one_notice_per_legacy_key():
-    hp, notices = translate_hyperparameters("PPO", SAGEMAKER_CARTPOLE)
+    translated = translate_hyperparameters("PPO", SAGEMAKER_CARTPOLE)
+    hp, notices = translated.settings, translated.notices
     assert hp["num_epochs"] == 20 and hp["minibatch_size"] == 1000 and hp["train_batch_size"] == 25000
-    assert hp["model_config"] == {"free_log_std": True} and hp["_planned"] == {"num_env_runners": 3}
+    assert hp["model_config"] == {"free_log_std": True} and translated.planned == {"num_env_runners": 3}
     assert hp["gamma"] == 0.99 and hp["batch_mode"] == "truncate_episodes"
     for gone in ("use_pytorch", "monitor", "num_gpus", "num_sgd_iter", "sgd_minibatch_size", "num_workers"):
         assert gone not in hp
@@ -47,7 +55,7 @@ def test_sagemaker_cartpole_config_maps_with_one_notice_per_legacy_key():
 
 
 def test_more_legacy_names_map_to_the_new_api_stack():
-    hp, notices = translate_hyperparameters(
+    hp, notices = settings_and_notices(
         "DQN",
         {
             "timesteps_per_iteration": 1000,
@@ -72,7 +80,7 @@ def test_more_legacy_names_map_to_the_new_api_stack():
 
 
 def test_schedules_and_vf_share_layers():
-    hp, notices = translate_hyperparameters(
+    hp, notices = settings_and_notices(
         "PPO", {"lr": 1e-3, "lr_schedule": [[0, 1e-3], [10000, 1e-5]], "vf_share_layers": True}
     )
     assert hp["lr"] == [[0, 1e-3], [10000, 1e-5]]  # the schedule wins over `lr`, as it did
@@ -85,7 +93,7 @@ def test_schedules_and_vf_share_layers():
     [("tf", "ignored: RLlib's new API stack runs torch only"), ("tf2", "runs torch only"), ("torch", "default")],
 )
 def test_framework_is_a_notice(value, says):
-    hp, notices = translate_hyperparameters("PPO", {"framework": value})
+    hp, notices = settings_and_notices("PPO", {"framework": value})
     assert hp == {} and len(notices) == 1 and says in notices[0] and f'`framework: "{value}"`' in notices[0]
 
 
@@ -123,13 +131,13 @@ def test_an_unknown_model_key_gets_a_hint():
 
 
 def test_train_batch_size_is_the_whole_batch_shared_by_the_learners():
-    job = {"algorithm": "PPO", "env": "CartPole-v1", "hyperparameters": {"train_batch_size": 1000}}
-    one = build_config(job, num_env_runners=0, num_envs_per_env_runner=1, num_learners=0, num_gpus_per_learner=0)
-    two = build_config(job, num_env_runners=0, num_envs_per_env_runner=1, num_learners=2, num_gpus_per_learner=0)
+    job = JobSpec(algorithm="PPO", env="CartPole-v1", hyperparameters={"train_batch_size": 1000})
+    one = build_config(job, PlanNumbers(0, 1, 0, 0))
+    two = build_config(job, PlanNumbers(0, 1, 2, 0))
     # The preset's per-learner 4000 would otherwise win over the user's 1000; its minibatch (512) still fits.
     assert one.train_batch_size_per_learner == 1000 and two.train_batch_size_per_learner == 500
-    small = {"algorithm": "PPO", "env": "CartPole-v1", "hyperparameters": {"train_batch_size": 128}}
-    cfg = build_config(small, num_env_runners=0, num_envs_per_env_runner=1, num_learners=0, num_gpus_per_learner=0)
+    small = JobSpec(algorithm="PPO", env="CartPole-v1", hyperparameters={"train_batch_size": 128})
+    cfg = build_config(small, PlanNumbers(0, 1, 0, 0))
     assert cfg.train_batch_size_per_learner == 128 and cfg.minibatch_size == 128
 
 

@@ -382,8 +382,11 @@ def test_hyperparameter_types_in_python():
         "model_config": {"fcnet_hiddens": [64]},
         "clip_rewards": True,  # default None: anything
     }
-    assert translate_hyperparameters("PPO", ok)[0] == ok
-    assert translate_hyperparameters("IMPALA", {"grad_clip": None, "lr": 5e-4})[0] == {"grad_clip": None, "lr": 5e-4}
+    assert translate_hyperparameters("PPO", ok).settings == ok
+    assert translate_hyperparameters("IMPALA", {"grad_clip": None, "lr": 5e-4}).settings == {
+        "grad_clip": None,
+        "lr": 5e-4,
+    }
 
 
 def test_a_swept_hyperparameter_of_the_wrong_type_is_refused(tmp_path, home):  # noqa: F811

@@ -22,7 +22,7 @@ def test_unknown_gym_id_suggests():
 
 
 def test_legacy_hyperparameters_are_mapped():
-    hp, notices = translate_hyperparameters(
+    translated = translate_hyperparameters(
         "IMPALA",
         {
             "sample_batch_size": 50,
@@ -33,8 +33,11 @@ def test_legacy_hyperparameters_are_mapped():
             "num_workers": 13,
         },
     )
+    hp, notices = translated.settings, translated.notices
     assert hp["rollout_fragment_length"] == 50 and hp["num_epochs"] == 2 and hp["train_batch_size"] == 1000
-    assert hp["_atari"] == {"dim": 42} and hp["_planned"] == {"num_env_runners": 13}
+    # the legacy Atari frame size goes to the env's preprocessing, a planner setting to the plan (ignored here)
+    assert translated.atari == {"dim": 42} and translated.planned == {"num_env_runners": 13}
+    assert "model" not in hp and "num_env_runners" not in hp
     assert "num_data_loader_buffers" not in hp
     assert any("legacy" in n for n in notices) and any("ignored" in n for n in notices)
 

@@ -338,7 +338,7 @@ def run_experiment(
         if fix and where == "run_or_experiment":
             fix = re.sub(r"`algorithm: (\w+)`", r"`tune.run('\1', ...)`", fix)
         raise UserError(f"tune.run: `{where}`: {what}", fix=fix) from None
-    _, notices = translate_hyperparameters(job.algorithm, settings)  # the legacy keys' notices; refuses the rest
+    notices = translate_hyperparameters(job.algorithm, settings).notices  # the legacy keys'; refuses the rest
     for key in kwargs:
         if key in _IGNORED_RUN_ARGS:
             notices.append(f"tune.run({key}=...) ignored: {_IGNORED_RUN_ARGS[key]}")
@@ -361,7 +361,7 @@ def run_experiment(
         _notice(n)
     for d in (ctx.run_dir, ctx.model_dir, ctx.output_dir):
         d.mkdir(parents=True, exist_ok=True)
-    summary = train_job(job, ctx, plan, rllib_callbacks=rllib_callbacks)
+    summary = train_job(job, ctx, plan.numbers, rllib_callbacks=rllib_callbacks)
     if summary.get("status") != "succeeded":
         raise TuneError(f"the trial did not finish: {summary.get('error')}")
     return summary

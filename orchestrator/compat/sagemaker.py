@@ -788,10 +788,10 @@ def build_experiment(experiment: dict, ctx) -> dict:
 
     default = algo_cls.get_default_config()
     _known_to_training(run, type(default))
-    hp, hp_notices = translate_hyperparameters(run, config)
-    notices += hp_notices
-    hp.pop("_planned", None)
-    env_config.update(hp.pop("_atari", {}))
+    translated = translate_hyperparameters(run, config)
+    notices += translated.notices
+    hp = translated.settings
+    env_config.update(translated.atari)
     model_config = hp.pop("model_config", None)
 
     built = (
