@@ -281,6 +281,19 @@ def entrypoint(spec) -> str:
     return " ".join(["python", "-u", shlex.quote(str(rel)), *map(shlex.quote, map(str, argv))])
 
 
+def job_env_vars(
+    spec, run_id: str, run_dir: str, plan_env: dict[str, str], started_at: float, spec_json: str | None = None
+) -> dict[str, str]:
+    """The job's environment variables: the tracking server's (a `tracking:` spec; for the job's own MLflow calls
+    too), the spec's `job.env_vars`, then the entry-script contract (`orchestrator.contract`), which wins."""
+    from .contract import contract_env
+    from .tracking import job_env
+
+    env = {**job_env(spec), **spec.job.env_vars}
+    env.update(contract_env(run_id, run_dir, plan_env, spec_json or json.dumps(spec.to_dict()), started_at))
+    return env
+
+
 def runtime_env(spec, env_vars: dict[str, str], *, ship_project: bool) -> dict:
     """Ray's runtime_env for the job: its env vars, its folder (the same walk as the renderers': an escaping link
     or an oversized folder is refused before Ray packs it), its pip packages, and with `ship_project` (a cluster

@@ -302,8 +302,7 @@ class Run:
         For a run whose driver or whole Ray instance died (or that was stopped); the run keeps its id, folder and
         metrics (iterations after the checkpoint are redone, and set aside once in metrics.redone.jsonl)."""
         from .backends import EMBEDDED
-        from .contract import contract_env
-        from .package import entrypoint, runtime_env
+        from .package import entrypoint, job_env_vars, runtime_env
         from .spec import Spec
 
         self._mark_lost()
@@ -349,7 +348,8 @@ class Run:
             from .planner import plan_spec
 
             plan_env = plan_spec(spec).as_env()
-        env_vars = {**spec.job.env_vars, **contract_env(self.id, rec.run_dir, plan_env, json.dumps(rec.spec), now)}
+        # The same environment as the first attempt's (its tracking server too), from the stored spec and plan.
+        env_vars = job_env_vars(spec, self.id, rec.run_dir, plan_env, now, spec_json=json.dumps(rec.spec))
         env_vars["RLO_ATTEMPT"] = str(attempt)
         last = cps[-1] if cps else (None, None)
         backend.submit(

@@ -54,20 +54,11 @@ def schedule_spec_of(rec: ScheduleRecord):
 def preflight(spec: Spec, address: str | None = None, token: str | None = None) -> list[str]:
     """The checks `submit` makes before anything runs (plan, stop criteria, env, hyperparameters, fit on the
     cluster), without submitting or starting anything. Returns the notices."""
-    from .backends import RayJobsBackend
-    from .planner import check_fits, plan_spec
-    from .submit import validate_job
+    from .submit import check_cluster, prepare
 
-    plan = plan_spec(spec)
-    notices = spec.job.normalized_stop()[1] + validate_job(spec)
-    address = address or spec.cluster.address
-    if address:
-        backend = RayJobsBackend.remote(address, token)
-        cpus, gpus = backend.resources()
-        check_fits(plan, cpus=cpus, gpus=gpus, where=backend.describe())
-    else:
-        check_fits(plan, cpus=os.cpu_count() or 1, gpus=0, where="the embedded local Ray (this machine)")
-    return notices
+    prepared = prepare(spec)
+    check_cluster(prepared.plan, address or spec.cluster.address, token)
+    return list(prepared.notices)
 
 
 def add_schedule(

@@ -15,12 +15,12 @@ import shutil
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from . import package, tracking
 from .backends import EMBEDDED, RayJobsBackend
-from .contract import contract_env
 from .errors import RloError, UserError
 from .interrupts import deferred_interrupt, shielded
 from .planner import Plan, check_fits, plan_spec
@@ -95,6 +95,36 @@ def _roll_back(
                     registry.update(run_id, message=why + "; the job had reached the engine and was stopped")
 
 
+@dataclass(frozen=True)
+class Submission:
+    """A spec made ready to submit: everything checked that can be checked without the engine (`prepare`)."""
+
+    spec: Spec
+    plan: Plan
+    notices: tuple[str, ...]  # what the user should know (legacy names mapped, settings ignored, ...)
+    entrypoint: str  # the job's command on the head
+
+
+def prepare(spec: Spec) -> Submission:
+    """Plan `spec` and check it: stop criteria, the job's files, env, hyperparameters, tracking server. What
+    `submit` and the scheduler's preflight share; raises UserError/PlanError on bad input."""
+    plan = plan_spec(spec)
+    notices = spec.job.normalized_stop()[1] + validate_job(spec)
+    return Submission(spec, plan, tuple(notices), package.entrypoint(spec))
+
+
+def check_cluster(plan: Plan, address: str | None, token: str | None = None) -> RayJobsBackend | None:
+    """The plan fits where it goes: a remote cluster is asked for its resources (its backend is returned); the
+    embedded Ray gets this machine's CPUs (None: nothing is started)."""
+    if address:
+        backend = RayJobsBackend.remote(address, token)
+        cpus, gpus = backend.resources()
+        check_fits(plan, cpus=cpus, gpus=gpus, where=backend.describe())
+        return backend
+    check_fits(plan, cpus=os.cpu_count() or 1, gpus=0, where="the embedded local Ray (this machine)")
+    return None
+
+
 def submit(
     spec: Spec,
     *,
@@ -109,27 +139,17 @@ def submit(
     # The registry first: one that cannot be written is found before anything starts.
     registry = Registry(cfg.registry_path)
     registry.check_writable()
-    plan: Plan = plan_spec(spec)
-    notices = spec.job.normalized_stop()[1] + validate_job(spec)
-    address = address or spec.cluster.address
-    if address:
-        backend = RayJobsBackend.remote(address, token)
-        cpus, gpus = backend.resources()
-        check_fits(plan, cpus=cpus, gpus=gpus, where=backend.describe())
-    else:
-        # The embedded Ray gets this machine's CPUs: check before starting anything.
-        check_fits(plan, cpus=os.cpu_count() or 1, gpus=0, where="the embedded local Ray (this machine)")
-        backend = RayJobsBackend.embedded(quiet=quiet)
+    prepared = prepare(spec)
+    plan, notices = prepared.plan, list(prepared.notices)
+    # The embedded Ray starts only once the plan is known to fit this machine.
+    backend = check_cluster(plan, address or spec.cluster.address, token) or RayJobsBackend.embedded(quiet=quiet)
 
     run_id = new_run_id(spec)
     now = time.time()
     run_dir = cfg.runs_dir / run_id if backend.name == EMBEDDED else None
     job_run_dir = str(run_dir) if run_dir else f"{REMOTE_RUNS_DIR}/{run_id}"
-    spec_json = json.dumps(spec.to_dict())
-    # MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_NAME (a `tracking:` spec) for the job's own MLflow calls too.
-    env_vars = {**tracking.job_env(spec), **spec.job.env_vars}
-    env_vars.update(contract_env(run_id, job_run_dir, plan.as_env(), spec_json, now))
-    entrypoint = package.entrypoint(spec)
+    env_vars = package.job_env_vars(spec, run_id, job_run_dir, plan.as_env(), now)
+    entrypoint = prepared.entrypoint
     runtime_env = package.runtime_env(spec, env_vars, ship_project=backend.name != EMBEDDED)
     record = RunRecord(
         id=run_id,
