@@ -88,7 +88,8 @@ class MetricsLogger(Callback):
     def _drop_redone(self, trial_id: str, iteration: int) -> None:
         """A resumed trial restarts after its checkpoint: the records it is about to redo (those after the
         checkpoint, written before the crash) move to metrics.redone.jsonl, so metrics.jsonl has each iteration once."""
-        keep, redone = [], []
+        keep: list[dict] = []
+        redone: list[dict] = []
         for rec in read_records(self.path):
             late = rec.get("trial_id") == trial_id and (rec.get("training_iteration") or 0) >= iteration
             (redone if late else keep).append(rec)

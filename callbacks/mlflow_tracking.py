@@ -115,6 +115,8 @@ class MLflowCallback(MLflowLoggerCallback):
         elif run_id is None:
             from orchestrator.sweep import trial_values
 
+            assert self.swept is not None  # the branch above takes the runs of a job that is not a sweep
+            assert self.tags is not None, "__init__ gives Ray's callback a dict of tags"
             tags = {**self.tags, PARENT_TAG: self.job_run_id, "rlo.trial_id": trial.trial_id}
             run = self.mlflow_util.start_run(run_name=str(trial), tags=tags)
             run_id = run.info.run_id

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.contract import PlanNumbers, job_context
     from orchestrator.jobside import train
     from orchestrator.policy import CheckpointPolicy
-    from orchestrator.spec import JobSpec
+    from orchestrator.spec import CheckpointConfig, JobSpec
 
     ctx = job_context(rest)
     for d in (ctx.run_dir, ctx.model_dir, ctx.output_dir):
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         stop=preset.stop,
         num_envs_per_env_runner=ctx.num_envs_per_env_runner,
         max_run_duration_seconds=spec_job.get("max_run_duration_seconds"),
-        checkpoint=spec_job.get("checkpoint") or {"frequency": 5, "at_end": True, "keep": None},
+        checkpoint=spec_job.get("checkpoint") or CheckpointConfig(frequency=5, at_end=True, keep=None),
         seed=spec_job.get("seed"),
     )
     numbers = ctx.numbers if ctx.inside_rlo else PlanNumbers(1, 64, 0, 0.0)  # by hand: one runner of 64 envs

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from orchestrator.contract import PlanNumbers, job_context
     from orchestrator.jobside import train
-    from orchestrator.spec import JobSpec
+    from orchestrator.spec import CheckpointConfig, JobSpec
 
     ctx = job_context(rest)
     for d in (ctx.run_dir, ctx.model_dir, ctx.output_dir):
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         hyperparameters=settings,
         stop=args.stop,
         num_envs_per_env_runner=ctx.num_envs_per_env_runner,
-        checkpoint={"frequency": 20, "at_end": True},
+        checkpoint=CheckpointConfig(frequency=20, at_end=True),
     )
     numbers = PlanNumbers(num_env_runners, job.num_envs_per_env_runner, 0, 1.0 if num_gpus >= 1 else 0.0)
     ray.init()

@@ -57,12 +57,18 @@ def registered_algorithms() -> tuple[str, ...]:
 
     try:
         ray_spec = importlib.util.find_spec("ray")
-        path = Path(next(iter(ray_spec.submodule_search_locations))) / "rllib" / "algorithms" / "registry.py"
-        for node in ast.parse(path.read_text()).body:
-            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "ALGORITHMS" for t in node.targets):
-                names = tuple(k.value for k in node.value.keys if isinstance(k, ast.Constant))
-                if names:
-                    return names
+        locations = ray_spec.submodule_search_locations if ray_spec is not None else None
+        if locations is not None:
+            path = Path(next(iter(locations))) / "rllib" / "algorithms" / "registry.py"
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "ALGORITHMS" for t in node.targets):
+                    if not isinstance(node.value, ast.Dict):
+                        break
+                    names = tuple(
+                        k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)
+                    )
+                    if names:
+                        return names
     except (AttributeError, OSError, StopIteration, SyntaxError, TypeError):
         pass
     from ray.rllib.algorithms.registry import ALGORITHMS
@@ -114,6 +120,7 @@ def _checked_algorithm(algorithm: str) -> str:
     """RLlib's name of an algorithm a spec can train; UserError for a dropped, unknown or offline one."""
     name, what, fix = resolve_algorithm(algorithm)
     if name is None:
+        assert what is not None, "resolve_algorithm says what is wrong with every name it does not resolve"
         raise UserError(what, fix=fix)
     if name not in online_algorithms():
         raise UserError(

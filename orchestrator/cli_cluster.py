@@ -66,6 +66,11 @@ def cmd_cluster(args) -> int:
                     fix="give the cluster's dashboard with `--address http://HOST:8265`",
                 )
             head = heads[0]
+            if not head.dashboard_url:
+                raise UserError(
+                    "the head started from this RLO_HOME recorded no dashboard address",
+                    fix="give the cluster's dashboard with `--address http://HOST:8265`",
+                )
             backend = RayJobsBackend.remote(head.dashboard_url, open(head.token_path).read().strip())
             if spec is None and head.spec_path:
                 spec = load_spec(head.spec_path)

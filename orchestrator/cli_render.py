@@ -64,19 +64,27 @@ def vm_sizes(values: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _kuberay_args(args) -> dict:
+    """The options `rlo render kuberay` and `rlo render raycronjob` share."""
+    return {
+        "namespace": args.namespace,
+        "image": args.image,
+        "head_image": args.head_image,
+        "worker_image": args.worker_image,
+        "auth_secret": args.auth_secret,
+    }
+
+
+def _kinds(docs: list[dict]) -> str:
+    return ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in docs)
+
+
 def cmd_render_kuberay(args) -> int:
     from .render.kuberay import render_kuberay, write_yaml
     from .spec import load_spec
 
     spec = load_spec(args.spec)
-    rendering = render_kuberay(
-        spec,
-        namespace=args.namespace,
-        image=args.image,
-        head_image=args.head_image,
-        worker_image=args.worker_image,
-        auth_secret=args.auth_secret,
-    )
+    rendering = render_kuberay(spec, **_kuberay_args(args))
     files = rendering.files
     if args.manifest:
         files = {f"{args.manifest}.yaml": files[f"{args.manifest}.yaml"]}
@@ -85,13 +93,13 @@ def cmd_render_kuberay(args) -> int:
 
         name = f"{args.manifest or 'rayjob'}.yaml"
         write_stream([to_yaml(rendering.files[name])])
-        kinds = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in rendering.files[name])
+        kinds = _kinds(rendering.files[name])
         print(f"wrote {name} to stdout: {kinds}; run id: {rendering.run_id}", file=sys.stderr)
         return 0
     out = _out_dir(args, spec, "kuberay")
     for name, docs in files.items():
         path = write_yaml(docs, out / name)
-        kinds = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in docs)
+        kinds = _kinds(docs)
         print(f"wrote {path}: {kinds}")
     print(f"run id: {rendering.run_id}")
     if args.manifest:
@@ -213,15 +221,7 @@ def cmd_render_raycronjob(args) -> int:
     spec = load_spec(args.spec)
     if args.cron or args.timezone or args.name or spec.schedule is None:
         spec.schedule = merged_schedule(spec, source=args.spec, name=args.name, cron=args.cron, timezone=args.timezone)
-    out = render_raycronjob(
-        spec,
-        namespace=args.namespace,
-        image=args.image,
-        head_image=args.head_image,
-        worker_image=args.worker_image,
-        auth_secret=args.auth_secret,
-        suspend=args.suspend,
-    )
+    out = render_raycronjob(spec, **_kuberay_args(args), suspend=args.suspend)
     cron = out.raycronjob
     from .outputs import is_stdout, output_dir
 
@@ -229,7 +229,7 @@ def cmd_render_raycronjob(args) -> int:
         from .render.kuberay import to_yaml
 
         write_stream([to_yaml(out.documents)])
-        kinds = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in out.documents)
+        kinds = _kinds(out.documents)
         print(f"wrote raycronjob.yaml to stdout: {kinds}", file=sys.stderr)
         for n in out.notices:
             print(f"note: {n}", file=sys.stderr)

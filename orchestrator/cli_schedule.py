@@ -65,7 +65,7 @@ def cmd_schedule_list(args) -> int:
 
     registry = Registry(settings().registry_path)
     records = list_schedules(registry)
-    lasts = {r.name: (registry.firings(r.name, limit=1) or [None])[0] for r in records}
+    lasts = {r.name: next(iter(registry.firings(r.name, limit=1)), None) for r in records}
     if args.json:
         out = []
         for r in records:
@@ -181,7 +181,7 @@ def cmd_scheduler(args) -> int:
 
     if args.max_sleep <= 0:
         raise UserError(f"--max-sleep must be positive (got {args.max_sleep})")
-    clock = SystemClock()
+    clock: SystemClock | ScaledClock = SystemClock()
     if args.clock_start is not None or args.clock_speed != 1.0:
         if args.clock_speed <= 0:
             raise UserError(f"--clock-speed must be positive (got {args.clock_speed})")

@@ -260,7 +260,7 @@ def _gcs(address: str, token_path: Path):
         _QUIETED = True
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_path)
-    from ray._raylet import GcsClient
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]  # Ray's _raylet.pyi lists few of its names
 
     return GcsClient(address=address)
 
@@ -301,6 +301,7 @@ def start_head(
     ]
     log_path = node_dir / "ray.log"
     shown_host = "127.0.0.1" if dashboard_host in ("0.0.0.0", "::") else dashboard_host
+    dashboard_url = f"http://{shown_host}:{dashboard_port}"
     state = NodeState(
         name=name,
         role="head",
@@ -311,10 +312,10 @@ def start_head(
         token_path=str(token),
         log_path=str(log_path),
         started_at=time.time(),
-        dashboard_url=f"http://{shown_host}:{dashboard_port}",
+        dashboard_url=dashboard_url,
         spec_path=str(Path(spec_path).resolve()),
     )
-    ready = lambda: http_ok(state.dashboard_url + "/api/jobs/", state.headers())  # noqa: E731
+    ready = lambda: http_ok(dashboard_url + "/api/jobs/", state.headers())  # noqa: E731
     state.pid = _start(cmd, _env(token), node_dir, ready, "the Ray head", notices).pid
     (node_dir / "state.json").write_text(json.dumps(asdict(state), indent=2))
     spec_json = json.dumps(spec.to_dict()).encode()
@@ -431,7 +432,8 @@ def _alive_nodes(address: str, token: Path) -> list[dict]:
     infos = _gcs(address, token).get_all_node_info()
     out = []
     for info in infos.values():
-        if info.state != gcs_pb2.GcsNodeInfo.GcsNodeState.ALIVE:
+        # protobuf makes gcs_pb2's message classes at import time; Ray ships no stub that declares them
+        if info.state != gcs_pb2.GcsNodeInfo.GcsNodeState.ALIVE:  # type: ignore[attr-defined]
             continue
         out.append(
             {
@@ -463,7 +465,7 @@ def status_rows(nodes: list[dict], spec: Spec | None) -> list[tuple]:
     """Per pool: nodes up / nodes in the spec, CPUs, GPUs, env-runner slots; then nodes of no pool."""
     pools = [(HEAD_POOL, 1)] + ([(w.name, w.node_count) for w in spec.cluster.workers] if spec else [])
     rows = [("pool", "nodes", "CPUs", "GPUs", "env-runner slots", "")]
-    seen = set()
+    seen: set[int] = set()
     names = {pool_resource(p): p for p, _ in pools}
     for n in nodes:
         p = next((names[k] for k in n["resources_total"] if k in names), None) or pool_of(n["resources_total"])

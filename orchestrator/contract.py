@@ -29,6 +29,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # Variable -> (CLI flag, SageMaker alias)
 _VARS = {
@@ -57,6 +58,17 @@ class PlanNumbers:
     num_gpus_per_learner: float
     concurrent_trials: int = 1  # a sweep: trials at once
 
+    @classmethod
+    def of(cls, source: Any) -> PlanNumbers:
+        """The numbers of a Plan or a JobContext (both carry them under these names)."""
+        return cls(
+            source.num_env_runners,
+            source.num_envs_per_env_runner,
+            source.num_learners,
+            source.num_gpus_per_learner,
+            source.concurrent_trials,
+        )
+
 
 @dataclass(frozen=True)
 class JobContext:
@@ -80,13 +92,7 @@ class JobContext:
 
     @property
     def numbers(self) -> PlanNumbers:
-        return PlanNumbers(
-            self.num_env_runners,
-            self.num_envs_per_env_runner,
-            self.num_learners,
-            self.num_gpus_per_learner,
-            self.concurrent_trials,
-        )
+        return PlanNumbers.of(self)
 
 
 def contract_env(run_id: str, run_dir: str, plan_env: dict[str, str], spec_json: str, started_at: float) -> dict:

@@ -119,6 +119,7 @@ class CronExpression:
             values[aps] = value
         # Standard cron: with both day fields restricted, a day matches when either does.
         dom, dow = fields[2], fields[4]
+        triggers: tuple[CronTrigger, ...]
         if dom.startswith(("*", "?")) or dow.startswith(("*", "?")):
             triggers = (CronTrigger(**values, timezone=tz),)
         else:

@@ -207,7 +207,7 @@ def _unknown_keys(
     cfg: dict[str, Any], known: list[str], what: str, listed: list[str]
 ) -> list[tuple[str, str, str | None]]:
     """One problem per key of `cfg` that is not a known setting (`num_envs` is RLlib's, refused elsewhere)."""
-    out = []
+    out: list[tuple[str, str, str | None]] = []
     for key in cfg:
         if key not in known and key != "num_envs":
             hint = did_you_mean(key, known)
@@ -227,7 +227,7 @@ def is_finite_number(value: Any) -> bool:
 
 
 def _training_key_problems(cfg: dict[str, Any]) -> list[tuple[str, str, str | None]]:
-    out = []
+    out: list[tuple[str, str, str | None]] = []
     if "reward_scale" in cfg and not is_finite_number(cfg["reward_scale"]):
         out.append(
             ("reward_scale", f"must be a number (got `{shorten(cfg['reward_scale'])}`)", "e.g. `reward_scale: 0.01`")
@@ -273,7 +273,7 @@ def _autoscale_problems(env_id: str, cfg: dict[str, Any], keys_only: bool) -> li
 
 
 def _atari_problems(cfg: dict[str, Any]) -> list[tuple[str, str, str | None]]:
-    out = []
+    out: list[tuple[str, str, str | None]] = []
     for key, top in (("dim", 1024), ("framestack", 64)):
         v = cfg.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= top):
@@ -291,6 +291,8 @@ def _gym_env_settings(env_id: str) -> list[str] | None:
     try:
         spec = gym.spec(env_id.removeprefix("ale_py:"))
         creator = load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) else spec.entry_point
+        if creator is None:  # a registration without an entry point: nothing to read the settings from
+            return None
         params = inspect.signature(creator).parameters.values()
     except Exception:
         return None

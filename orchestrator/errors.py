@@ -8,7 +8,7 @@ import difflib
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 
 class RloError(Exception):
@@ -40,7 +40,7 @@ class SpecError(UserError):
     MAX_LISTED = 20
     MAX_TEXT = 500
 
-    def __init__(self, source: str, problems: list[tuple[str, str, str | None]]) -> None:
+    def __init__(self, source: str, problems: Sequence[tuple[str, str, str | None]]) -> None:
         # problems: (field path, what is wrong, fix)
         self.source = source
         self.problems = problems

@@ -115,6 +115,11 @@ def train(
 
         threading.Thread(target=watchdog, daemon=True, name="rlo-deadline").start()
 
+    if job.algorithm is None or job.env is None:
+        raise UserError(
+            "this job names no `algorithm` and `env`: the built-in trainer trains one of RLlib's algorithms on an env",
+            fix="give `job.algorithm` and `job.env`, or run your entry script itself (`job.entry_script`)",
+        )
     # 1. Can the env be made where the env runners run? (a missing dependency fails here, in seconds)
     placement = uses_placement()
     preflight_env(job.env, job.env_config, source_dir, placement=placement)
@@ -293,7 +298,7 @@ def summarize(
     final = summary["final"] or {}
     trial_id = last.get("trial_id")
     if final and trial_id and metrics_path is not None and metrics_path.exists():
-        rec = next((r for r in reversed(read_records(metrics_path)) if r.get("trial_id") == trial_id), {})
+        rec: dict = next((r for r in reversed(read_records(metrics_path)) if r.get("trial_id") == trial_id), {})
         final.update({k: rec[k] for k in EPISODE_KEYS if k in rec and k not in final})
     if result.checkpoint is not None:
         summary["final_checkpoint"] = result.checkpoint.path

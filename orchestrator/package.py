@@ -151,8 +151,9 @@ def walk(
             st = entry.stat()  # follows links, as Ray does
         except OSError:
             continue  # a dangling link (Ray's `is_file()` / `is_dir()` are both false): nothing ships
-        real = os.path.realpath(path) if is_link else None
+        real: str | None = None
         if is_link:
+            real = os.path.realpath(path)
             target = os.readlink(path)
             if not _inside(real, real_root):
                 bad_links.append(
@@ -294,6 +295,13 @@ def job_env_vars(
     return env
 
 
+def _package_file(name: str) -> str:
+    """The `__init__.py` of one of this project's own packages, found without importing it."""
+    found = importlib.util.find_spec(name)
+    assert found is not None and found.origin is not None, f"`{name}` is a regular package of this project"
+    return found.origin
+
+
 def runtime_env(spec, env_vars: dict[str, str], *, ship_project: bool) -> dict:
     """Ray's runtime_env for the job: its env vars, its folder (the same walk as the renderers': an escaping link
     or an oversized folder is refused before Ray packs it), its pip packages, and with `ship_project` (a cluster
@@ -307,6 +315,6 @@ def runtime_env(spec, env_vars: dict[str, str], *, ship_project: bool) -> dict:
         out["pip"] = list(spec.job.pip)
     if ship_project:
         # Found, not imported: the job side's packages are not this layer's to load.
-        found = [importlib.util.find_spec(name) for name in ("orchestrator", "callbacks", "entry_scripts")]
-        out["py_modules"] = [str(Path(s.origin).parent) for s in found]
+        packages = ("orchestrator", "callbacks", "entry_scripts")
+        out["py_modules"] = [str(Path(_package_file(name)).parent) for name in packages]
     return out

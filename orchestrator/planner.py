@@ -102,13 +102,7 @@ class Plan:
     @property
     def numbers(self) -> PlanNumbers:
         """What the job trains with (inside a job the contract passes the same: `JobContext.numbers`)."""
-        return PlanNumbers(
-            self.num_env_runners,
-            self.num_envs_per_env_runner,
-            self.num_learners,
-            self.num_gpus_per_learner,
-            self.concurrent_trials,
-        )
+        return PlanNumbers.of(self)
 
     def as_env(self) -> dict[str, str]:
         """The numbers the entry-script contract passes to the job (see orchestrator.contract)."""
@@ -177,7 +171,9 @@ class Plan:
         return "\n".join(lines)
 
     def _table(self) -> list[str]:
-        rows = [("pool", "instance type", "nodes", "vCPUs/node", "GPUs/node", "vCPUs", "GPUs")]
+        rows: list[tuple[object, ...]] = [
+            ("pool", "instance type", "nodes", "vCPUs/node", "GPUs/node", "vCPUs", "GPUs")
+        ]
         for p in (self.head, *self.pools):
             rows.append(
                 (p.name, p.instance_type or "-", p.node_count, p.vcpus_per_node, p.gpus_per_node, p.vcpus, p.gpus)

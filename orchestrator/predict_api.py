@@ -408,17 +408,22 @@ def answer_batch(policy, requests: list[PredictRequest]) -> list[dict]:
     out = []
     for i, r in enumerate(requests):
         lo, hi = bounds[i], bounds[i + 1]
+        # probs / values were computed above whenever a request asks for them
         if r.single:
             ans: dict = {"action": actions[lo]}
             if r.probabilities:
+                assert probs is not None
                 ans["action_probabilities"] = probs[lo]
             if r.values:
+                assert values is not None
                 ans["value"] = values[lo]
         else:
             ans = {"actions": actions[lo:hi]}
             if r.probabilities:
+                assert probs is not None
                 ans["action_probabilities"] = probs[lo:hi]
             if r.values:
+                assert values is not None
                 ans["values"] = values[lo:hi]
         out.append(ans)
     return out

@@ -52,7 +52,15 @@ def progress_line(rec: dict, stop: dict[str, float], elapsed_s: float, earlier: 
             earlier.get("training_iteration"),
             rec.get("training_iteration"),
         )
-        if all(isinstance(v, int | float) and math.isfinite(v) for v in (ret, before)) and then and now and now > then:
+        if (
+            isinstance(ret, int | float)
+            and math.isfinite(ret)
+            and isinstance(before, int | float)
+            and math.isfinite(before)
+            and then
+            and now
+            and now > then
+        ):
             trend = f" ({ret - before:+,.1f} in {now - then} iter)"
     parts = [
         f"iter {_fmt_num(rec.get('training_iteration'))}",

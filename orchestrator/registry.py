@@ -7,6 +7,7 @@ open; rows are read leniently so an older tool can list runs a newer one wrote.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -428,7 +429,8 @@ class Registry:
     _JSON_COLUMNS = {"final_metrics": "final_metrics_json", "plan": "plan_json", "extra": "extra_json"}
 
     def update(self, run_id: str, **fields: Any) -> None:
-        sets, values = ["updated_at=?"], [time.time()]
+        sets: list[str] = ["updated_at=?"]
+        values: list[Any] = [time.time()]
         for key, value in fields.items():
             if key in self._JSON_COLUMNS:
                 sets.append(f"{self._JSON_COLUMNS[key]}=?")
@@ -453,8 +455,7 @@ class Registry:
                 # are characters, never wildcards).
                 rows = c.execute(
                     "SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY created_at DESC", (len(run_id), run_id)
-                )
-                rows = rows.fetchall()
+                ).fetchall()
                 if len(rows) == 1:
                     row = rows[0]
                 elif len(rows) > 1:
@@ -469,7 +470,7 @@ class Registry:
             )
         return RunRecord._from_row(row)
 
-    def list(self, limit: int | None = None, status: str | None = None) -> list[RunRecord]:
+    def list(self, limit: int | None = None, status: str | None = None) -> builtins.list[RunRecord]:
         q, args = "SELECT * FROM runs", []
         if status:
             q += " WHERE status=?"
@@ -492,7 +493,7 @@ class Registry:
             )
             return cur.rowcount == 1
 
-    def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
+    def checkpoints(self, run_id: str) -> builtins.list[CheckpointRecord]:
         with self._conn() as c:
             rows = c.execute(
                 "SELECT * FROM checkpoints WHERE run_id=? ORDER BY iteration, created_at", (run_id,)
@@ -535,7 +536,7 @@ class Registry:
                 (status, message, time.time(), run_id, attempt),
             )
 
-    def attempts(self, run_id: str) -> list[dict]:
+    def attempts(self, run_id: str) -> builtins.list[dict]:
         with self._conn() as c:
             rows = c.execute("SELECT * FROM run_attempts WHERE run_id=? ORDER BY attempt", (run_id,)).fetchall()
         return [dict(r) for r in rows]
@@ -571,7 +572,7 @@ class Registry:
             row = c.execute("SELECT * FROM endpoints WHERE name=? AND undeployed_at IS NULL", (name,)).fetchone()
         return EndpointRecord._from_row(row) if row is not None else None
 
-    def endpoints(self, include_undeployed: bool = False) -> list[EndpointRecord]:
+    def endpoints(self, include_undeployed: bool = False) -> builtins.list[EndpointRecord]:
         q = "SELECT * FROM endpoints"
         if not include_undeployed:
             q += " WHERE undeployed_at IS NULL"
@@ -627,7 +628,7 @@ class Registry:
             row = c.execute("SELECT * FROM schedules WHERE name=?", (name,)).fetchone()
         return ScheduleRecord._from_row(row) if row is not None else None
 
-    def schedules(self) -> list[ScheduleRecord]:
+    def schedules(self) -> builtins.list[ScheduleRecord]:
         with self._conn() as c:
             return [ScheduleRecord._from_row(r) for r in c.execute("SELECT * FROM schedules ORDER BY name")]
 
@@ -649,8 +650,13 @@ class Registry:
             return c.execute("DELETE FROM schedules WHERE name=?", (name,)).rowcount == 1
 
     def claim_firings(
-        self, name: str, fire_times: list[float], outcome: str, next_fire_at: float | None, message: str | None = None
-    ) -> list[float]:
+        self,
+        name: str,
+        fire_times: builtins.list[float],
+        outcome: str,
+        next_fire_at: float | None,
+        message: str | None = None,
+    ) -> builtins.list[float]:
         """Record fire times of a schedule and move its `next_fire_at` on, in one transaction. Returns the times
         that were new: a time already recorded (by this or an earlier scheduler) is never claimed twice."""
         if outcome not in FIRING_OUTCOMES:
@@ -692,7 +698,7 @@ class Registry:
 
     def firings(
         self, name: str | None = None, outcome: str | None = None, limit: int | None = None, oldest_first: bool = False
-    ) -> list[FiringRecord]:
+    ) -> builtins.list[FiringRecord]:
         q, args, where = "SELECT * FROM schedule_firings", [], []
         if name is not None:
             where.append("schedule=?")

@@ -14,7 +14,7 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import psutil
 
@@ -76,7 +76,7 @@ class Run:
         if rec.status not in TERMINAL and rec.job_id:
             status, message = self.backend.status(rec.job_id)
             if status != rec.status:
-                fields = {"status": status}
+                fields: dict[str, Any] = {"status": status}
                 if status == "RUNNING" and not rec.started_at:
                     fields["started_at"] = time.time()
                 if status not in TERMINAL:
@@ -122,7 +122,7 @@ class Run:
     def _finalize(self, status: str, message: str | None) -> None:
         """Record the outcome from the job's own structured lines: summary, checkpoints, final metrics."""
         try:
-            log = self.backend.logs(self._record.job_id)
+            log = self.backend.logs(self._record.job_id) if self._record.job_id else ""
         except EngineError:
             log = ""
         parsed = events.parse_log(log)
@@ -134,7 +134,7 @@ class Run:
                 continue  # a sweep: only the best trial's checkpoints are the run's (evaluate/deploy take them)
             if kind == "checkpoint" and payload.get("path"):
                 self.registry.add_checkpoint(self.id, payload["path"], payload.get("iteration"), payload.get("metrics"))
-        fields = {"status": status, "ended_at": time.time()}
+        fields: dict[str, Any] = {"status": status, "ended_at": time.time()}
         if summary:
             if summary.get("final_checkpoint"):
                 final = summary.get("final") or {}
@@ -175,15 +175,21 @@ class Run:
         rec = self.refresh()
         if rec.status in TERMINAL:
             return rec.status
+        if not rec.job_id:  # still SUBMITTING, by a process that is alive: the engine has nothing to stop yet
+            raise UserError(
+                f"run {self.id} is still being submitted; nothing has reached the engine yet",
+                fix=f"wait for `rlo submit` to finish, then `rlo stop {self.id}`",
+            )
         self.backend.stop(rec.job_id)
         return self.wait(timeout=timeout if wait else 0)
 
     # --- outputs -------------------------------------------------------------------------------------------------
 
     def logs(self) -> str:
-        if not self.refresh().job_id:
+        job_id = self.refresh().job_id
+        if not job_id:
             raise self._never_submitted()
-        return self.backend.logs(self._record.job_id)
+        return self.backend.logs(job_id)
 
     def follow_logs(self, out: TextIO = sys.stdout) -> str:
         """Print the log as it grows until the job ends; returns the final status."""
@@ -349,7 +355,10 @@ class Run:
 
             plan_env = plan_spec(spec).as_env()
         # The same environment as the first attempt's (its tracking server too), from the stored spec and plan.
-        env_vars = job_env_vars(spec, self.id, rec.run_dir, plan_env, now, spec_json=json.dumps(rec.spec))
+        if not rec.run_dir:  # every submission records one; a row without is damaged
+            raise UserError(f"run {self.id} has no run folder recorded", fix="submit its spec again")
+        run_dir = rec.run_dir
+        env_vars = job_env_vars(spec, self.id, run_dir, plan_env, now, spec_json=json.dumps(rec.spec))
         env_vars["RLO_ATTEMPT"] = str(attempt)
         last = cps[-1] if cps else (None, None)
         backend.submit(
@@ -502,7 +511,9 @@ class Run:
 
     async def _stream(self, show) -> None:
         buffer = ""
-        async for chunk in self.backend.tail(self._record.job_id):
+        job_id = self._record.job_id
+        assert job_id, "attach streams only a run that reached the engine"
+        async for chunk in self.backend.tail(job_id):
             buffer += chunk
             *lines, buffer = buffer.split("\n")
             for line in lines:

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .cron import CronExpression, SystemClock, due_firings, iso_time
 from .errors import EngineError, RloError, UserError, did_you_mean
@@ -108,7 +108,7 @@ def add_schedule(
             fix="pick another --name, `rlo schedule add --replace` to change it, or `rlo schedule remove "
             f"{sched.name}` first",
         )
-    return reg.schedule(sched.name)
+    return get_schedule(sched.name, reg)
 
 
 def merged_schedule(spec: Spec, source: str | None = None, **flags: str | None):
@@ -179,7 +179,7 @@ def pause_schedule(name: str, registry: Registry | None = None) -> ScheduleRecor
     reg = _registry(registry)
     get_schedule(name, reg)
     reg.update_schedule(name, paused=True)
-    return reg.schedule(name)
+    return get_schedule(name, reg)
 
 
 def resume_schedule(name: str, registry: Registry | None = None, now: float | None = None) -> ScheduleRecord:
@@ -189,7 +189,7 @@ def resume_schedule(name: str, registry: Registry | None = None, now: float | No
         now = time.time() if now is None else now
         nxt = CronExpression.parse(rec.cron, rec.timezone).next_after(now)
         reg.update_schedule(name, paused=False, next_fire_at=nxt)
-    return reg.schedule(name)
+    return get_schedule(name, reg)
 
 
 def history(name: str, limit: int | None = None, registry: Registry | None = None) -> list[FiringRecord]:
@@ -224,7 +224,7 @@ class Scheduler:
         self.registry = _registry(registry)
         self.clock = clock or SystemClock()
         self.log = log or (lambda line: None)
-        self._lock_file = None
+        self._lock_file: IO[str] | None = None
 
     # --- the lock ---------------------------------------------------------------------------------------------
 
@@ -337,7 +337,9 @@ class Scheduler:
         return out
 
     def _firing(self, name: str, t: float) -> FiringRecord:
-        return self.registry.firing(name, t)
+        rec = self.registry.firing(name, t)
+        assert rec is not None, f"the firing row of {name} at {t} was written before"  # claimed first, always
+        return rec
 
     def _previous_active(self, name: str) -> tuple[str | None, str | None]:
         """(run id, status) of the schedule's latest run when it is still going, else (None, None)."""
@@ -346,7 +348,7 @@ class Scheduler:
         from .run import Run
 
         last = self.registry.last_run_firing(name)
-        if last is None:
+        if last is None or last.run_id is None:
             return None, None
         try:
             rec = self.registry.get(last.run_id)

@@ -356,7 +356,7 @@ def check_options(
 ) -> None:
     """The deploy options that can never work, refused before anything is looked up or started."""
 
-    def number(value, flag: str, *, integer: bool) -> float:
+    def number(value: float, flag: str, *, integer: bool) -> float:
         kind = numbers.Integral if integer else numbers.Real  # numpy's numbers too
         if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
             raise UserError(
@@ -531,7 +531,7 @@ def _ray_session(local, quiet: bool = True):
 def _reload_ray_auth() -> None:
     # Ray reads RAY_AUTH_MODE / RAY_AUTH_TOKEN_PATH into its C++ config and token cache when it is first
     # imported; refresh both so the variables set (or restored) here count even when Ray was imported before.
-    from ray._raylet import AuthenticationTokenLoader, Config
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]  # _raylet.pyi lists few
 
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
@@ -830,9 +830,12 @@ def undeploy(name: str | None = None, *, all_endpoints: bool = False, quiet: boo
     """Stop endpoint `name` (or every endpoint). Serve itself stops with the last application."""
     from .local_ray import LocalRayManager
 
+    if name is None and not all_endpoints:
+        raise UserError("undeploy() needs an endpoint's name, or all_endpoints=True", fix="`rlo endpoints` lists them")
     registry = Registry(settings().registry_path)
-    names = [e.name for e in registry.endpoints()] if all_endpoints else [_live_endpoint(registry, name).name]
-    direct = [u for n in names for u in (registry.endpoint(n).extra.get("direct_urls") or [])]
+    records = registry.endpoints() if all_endpoints or name is None else [_live_endpoint(registry, name)]
+    names = [e.name for e in records]
+    direct = [u for e in records for u in (e.extra.get("direct_urls") or [])]
     local = LocalRayManager().current()
     if names and local is not None:
         with _lock(), _ray_session(local, quiet=quiet):

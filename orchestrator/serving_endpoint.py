@@ -7,6 +7,7 @@ header: the replica's own time per phase, so a profile can tell the replica's sh
 
 # No `from __future__ import annotations` here: FastAPI reads the routes' parameter types (`Request`) at runtime.
 import time
+from typing import cast
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -57,8 +58,10 @@ class PolicyEndpoint:
         self.checker = ObservationChecker(space, atari=atari)
         self._digest = config.get("api_key_sha256")
         self.max_body_bytes = int(config.get("max_body_bytes") or default_body_limit(tuple(space.shape), atari))
-        self._answer.set_max_batch_size(int(config.get("max_batch_size", 32)))
-        self._answer.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.001)))
+        # serve.batch's annotations return a plain callable; at run time the method has its batch queue's setters
+        self._answer.set_max_batch_size(int(config.get("max_batch_size", 32)))  # type: ignore[attr-defined]
+        wait_s = float(config.get("batch_wait_timeout_s", 0.001))
+        self._answer.set_batch_wait_timeout_s(wait_s)  # type: ignore[attr-defined]
         self.info = {
             "name": config["name"],
             "run_id": config["run_id"],
@@ -142,7 +145,9 @@ class PolicyEndpoint:
 
 def build(config: dict):
     """The Serve application for one endpoint (`config`: see serving.deploy)."""
-    return PolicyEndpoint.options(
+    # @serve.deployment made the class a Deployment; mypy does not apply class decorators' types
+    deployment = cast(serve.Deployment, PolicyEndpoint)
+    return deployment.options(
         name="policy",
         num_replicas=int(config.get("replicas", 1)),
         max_ongoing_requests=max(8, 4 * int(config.get("max_batch_size", 32))),

@@ -148,15 +148,15 @@ def _check_instance_type(name: str | None) -> str | None:
 
 class _Node(Model):
     instance_type: str | None = Field(
-        None, description="A catalog name (STANDARD_NC6, ml.c5.xlarge, ...) or `local` for this machine."
+        default=None, description="A catalog name (STANDARD_NC6, ml.c5.xlarge, ...) or `local` for this machine."
     )
     vcpus: Annotated[int | None, _WHOLE] = Field(
-        None, ge=1, le=MAX_VCPUS, description="vCPUs per node; overrides the catalog."
+        default=None, ge=1, le=MAX_VCPUS, description="vCPUs per node; overrides the catalog."
     )
     gpus: Annotated[int | None, _WHOLE] = Field(
-        None, ge=0, le=MAX_GPUS, description="GPUs per node; overrides the catalog."
+        default=None, ge=0, le=MAX_GPUS, description="GPUs per node; overrides the catalog."
     )
-    memory: Memory | None = Field(None, description="Memory per node, e.g. `56GB`; overrides the catalog.")
+    memory: Memory | None = Field(default=None, description="Memory per node, e.g. `56GB`; overrides the catalog.")
 
     _check_type = field_validator("instance_type")(classmethod(lambda cls, v: _check_instance_type(v)))
 
@@ -166,36 +166,46 @@ class _Node(Model):
             raise ValueError("give either `instance_type` (from the catalog) or `vcpus`")
         return self
 
+    def _catalog_entry(self) -> catalog.InstanceType:
+        """The catalog's entry for `instance_type`, which the validators made a known name whenever it is needed."""
+        assert self.instance_type is not None, "a node without `vcpus` has an `instance_type` (validated)"
+        entry = catalog.lookup(self.instance_type)
+        assert entry is not None, "`instance_type` is a catalog name (validated)"
+        return entry
+
     @property
     def resolved_vcpus(self) -> int:
-        return self.vcpus if self.vcpus is not None else catalog.lookup(self.instance_type).vcpus
+        return self.vcpus if self.vcpus is not None else self._catalog_entry().vcpus
 
     @property
     def resolved_gpus(self) -> int:
         if self.gpus is not None:
             return self.gpus
-        return catalog.lookup(self.instance_type).gpus if self.instance_type else 0
+        return self._catalog_entry().gpus if self.instance_type else 0
 
     @property
     def resolved_memory_gib(self) -> float | None:
         if self.memory is not None:
             return self.memory
-        return catalog.lookup(self.instance_type).memory_gib if self.instance_type else None
+        return self._catalog_entry().memory_gib if self.instance_type else None
 
 
 class HeadConfiguration(_Node):
     """The head node: runs the Ray head, the driver and the learner (on its GPU when it has one)."""
 
     reserved_cpus: Int = Field(
-        1, ge=0, le=MAX_VCPUS, description="CPUs kept for the head role (driver, learner) and not given to env runners."
+        default=1,
+        ge=0,
+        le=MAX_VCPUS,
+        description="CPUs kept for the head role (driver, learner) and not given to env runners.",
     )
 
 
 class WorkerConfiguration(_Node):
     """A pool of identical worker nodes that run simulations (env runners)."""
 
-    name: str = Field("workers", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)
-    node_count: Int = Field(1, ge=1, le=MAX_NODES, description="Number of nodes in the pool.")
+    name: str = Field(default="workers", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)
+    node_count: Int = Field(default=1, ge=1, le=MAX_NODES, description="Number of nodes in the pool.")
 
 
 class ClusterSpec(Model):
@@ -229,11 +239,11 @@ class ClusterSpec(Model):
 
 class CheckpointConfig(Model):
     frequency: Int = Field(
-        10, ge=0, le=MAX_ITERATIONS, description="Checkpoint every N iterations (0: only at the end)."
+        default=10, ge=0, le=MAX_ITERATIONS, description="Checkpoint every N iterations (0: only at the end)."
     )
     at_end: bool = True
     keep: Annotated[int | None, _WHOLE] = Field(
-        3, ge=1, le=MAX_ITERATIONS, description="How many checkpoints to keep (None: all)."
+        default=3, ge=1, le=MAX_ITERATIONS, description="How many checkpoints to keep (None: all)."
     )
 
 
@@ -242,12 +252,12 @@ class FaultToleranceConfig(Model):
     restarted, after 2 s)."""
 
     on_node_loss: Literal["continue", "wait"] = Field(
-        "continue",
+        default="continue",
         description="`continue`: train on with the env runners left; `wait`: pause after the iteration until all "
         "env runners are back (a replacement node joined the pool), then go on.",
     )
     wait_timeout_s: Int = Field(
-        600,
+        default=600,
         ge=1,
         le=MAX_DURATION_S,
         description="With `wait`: fail the job (resumable) when no replacement came in this time.",
@@ -262,6 +272,7 @@ def _normalize_algorithm(v: Any) -> Any:
 
         name, what, fix = resolve_algorithm(v)
         if name is None:
+            assert what is not None, "resolve_algorithm says what is wrong with every name it does not resolve"
             raise _invalid(what, fix)
         return name
     return v
@@ -270,32 +281,34 @@ def _normalize_algorithm(v: Any) -> Any:
 class JobSpec(Model):
     """What to run: a built-in algorithm on an env, or an entry script of the user's."""
 
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$", max_length=60)
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$", max_length=60)
     algorithm: Annotated[str, BeforeValidator(_normalize_algorithm)] | None = Field(
-        None, description="An online algorithm of RLlib's new API stack: PPO, APPO, IMPALA, DQN, SAC, ..."
+        default=None, description="An online algorithm of RLlib's new API stack: PPO, APPO, IMPALA, DQN, SAC, ..."
     )
-    entry_script: str | None = Field(None, description="Path to the user's script (relative to the spec file).")
+    entry_script: str | None = Field(default=None, description="Path to the user's script (relative to the spec file).")
     script_args: dict[str, Any] | list[str] = Field(
         default_factory=dict, description="Arguments for the entry script, as `--key value` or a list."
     )
-    source_dir: str | None = Field(None, description="Folder shipped with the script (default: its folder).")
-    env: str | None = Field(None, description="Gymnasium id (CartPole-v1, ALE/Pong-v5) or `pkg.module:Class`.")
+    source_dir: str | None = Field(default=None, description="Folder shipped with the script (default: its folder).")
+    env: str | None = Field(default=None, description="Gymnasium id (CartPole-v1, ALE/Pong-v5) or `pkg.module:Class`.")
     env_config: dict[str, Any] = Field(default_factory=dict)
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict, description="RLlib AlgorithmConfig keys (lr, train_batch_size_per_learner, ...)."
     )
     stop: dict[str, Float] = Field(default_factory=dict, description="Stop when any criterion is reached.")
     max_run_duration_seconds: Annotated[int | None, _WHOLE] = Field(
-        None, ge=1, le=MAX_DURATION_S, description="Hard bound on the whole job."
+        default=None, ge=1, le=MAX_DURATION_S, description="Hard bound on the whole job."
     )
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     fault_tolerance: FaultToleranceConfig = Field(default_factory=FaultToleranceConfig)
     num_env_runners: Annotated[int | Literal["auto"], _WHOLE] = Field(
-        "auto", description="`auto`: computed by the planner."
+        default="auto", description="`auto`: computed by the planner."
     )
-    num_envs_per_env_runner: Int = Field(1, ge=1, le=MAX_ENVS_PER_ENV_RUNNER)
-    use_gpu: bool | Literal["auto"] = Field("auto", description="Learner on GPU; `auto`: when the head has one.")
-    seed: Annotated[int | None, _WHOLE] = Field(None, ge=0, le=MAX_SEED)
+    num_envs_per_env_runner: Int = Field(default=1, ge=1, le=MAX_ENVS_PER_ENV_RUNNER)
+    use_gpu: bool | Literal["auto"] = Field(
+        default="auto", description="Learner on GPU; `auto`: when the head has one."
+    )
+    seed: Annotated[int | None, _WHOLE] = Field(default=None, ge=0, le=MAX_SEED)
     pip: list[str] = Field(default_factory=list, description="Extra pip packages for the job's runtime env.")
     env_vars: dict[str, str] = Field(default_factory=dict, description="Environment variables for the job.")
 
@@ -380,18 +393,18 @@ class SchedulerSpec(Model):
     """Tune's trial scheduler: `asha` stops poor trials early, `pbt` copies good trials and perturbs them."""
 
     type: Literal["asha", "pbt", "fifo"] = "asha"
-    time_attr: str = Field("training_iteration", description="What `grace_period`/`max_t`/intervals count.")
+    time_attr: str = Field(default="training_iteration", description="What `grace_period`/`max_t`/intervals count.")
     grace_period: Int = Field(
-        1, ge=1, le=MAX_ITERATIONS, description="ASHA: iterations every trial runs before it can be stopped."
+        default=1, ge=1, le=MAX_ITERATIONS, description="ASHA: iterations every trial runs before it can be stopped."
     )
     reduction_factor: Float = Field(
-        3, gt=1, le=1000, description="ASHA: keep 1/reduction_factor of trials at each rung."
+        default=3, gt=1, le=1000, description="ASHA: keep 1/reduction_factor of trials at each rung."
     )
-    max_t: Int = Field(100, ge=1, le=MAX_ITERATIONS, description="ASHA: the most iterations a trial runs.")
+    max_t: Int = Field(default=100, ge=1, le=MAX_ITERATIONS, description="ASHA: the most iterations a trial runs.")
     perturbation_interval: Int = Field(
-        4, ge=1, le=MAX_ITERATIONS, description="PBT: iterations between exploit/explore steps."
+        default=4, ge=1, le=MAX_ITERATIONS, description="PBT: iterations between exploit/explore steps."
     )
-    quantile_fraction: Float = Field(0.25, gt=0, le=0.5, description="PBT: the top/bottom fraction of trials.")
+    quantile_fraction: Float = Field(default=0.25, gt=0, le=0.5, description="PBT: the top/bottom fraction of trials.")
 
     @field_validator("time_attr")
     @classmethod
@@ -409,16 +422,18 @@ class SweepSpec(Model):
         description="`hyperparameters.lr: {loguniform: [1e-5, 1e-3]}`; kinds: " + ", ".join(DISTRIBUTIONS)
     )
     num_samples: Int = Field(
-        1, ge=1, le=MAX_TRIALS, description="Samples of the space (each grid point is run this many times)."
+        default=1, ge=1, le=MAX_TRIALS, description="Samples of the space (each grid point is run this many times)."
     )
     search: Literal["random", "grid"] = Field(
-        "random", description="random (and grid over `grid:` values): Tune's basic variant generator."
+        default="random", description="random (and grid over `grid:` values): Tune's basic variant generator."
     )
     scheduler: SchedulerSpec | None = None
-    metric: str = Field("env_runners/episode_return_mean", description="What `mode` optimizes (the best trial).")
+    metric: str = Field(
+        default="env_runners/episode_return_mean", description="What `mode` optimizes (the best trial)."
+    )
     mode: Literal["max", "min"] = "max"
     max_concurrent_trials: Annotated[int | Literal["auto"], _WHOLE] = Field(
-        "auto", description="Trials at once; `auto`: as many as the cluster plan fits (see `rlo plan`)."
+        default="auto", description="Trials at once; `auto`: as many as the cluster plan fits (see `rlo plan`)."
     )
 
     @field_validator("parameters")
@@ -515,27 +530,27 @@ class ScheduleSpec(Model):
     cron: str = Field(
         description="5 fields (minute hour day-of-month month day-of-week), e.g. `0 2 * * *`; or @daily, @hourly..."
     )
-    timezone: str = Field("UTC", description="IANA time zone the cron is read in, e.g. Europe/Berlin.")
+    timezone: str = Field(default="UTC", description="IANA time zone the cron is read in, e.g. Europe/Berlin.")
     name: str | None = Field(
-        None,
+        default=None,
         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
         max_length=50,
         description="The schedule's name (default: the job's name).",
     )
     overlap: Literal["skip", "queue", "cancel_previous"] = Field(
-        "skip",
+        default="skip",
         description="When the previous run is still going: skip this firing, queue it (at most one waits), or "
         "stop the previous run and start this one.",
     )
     catch_up: Literal["none", "latest", "all"] = Field(
-        "latest",
+        default="latest",
         description="Firings missed while no scheduler ran: none, the latest one, or all (up to max_catch_up).",
     )
     max_catch_up: Int = Field(
-        10, ge=1, le=1000, description="With catch_up: all, run at most this many missed firings."
+        default=10, ge=1, le=1000, description="With catch_up: all, run at most this many missed firings."
     )
     seed: Literal["spec", "from_firing"] = Field(
-        "spec",
+        default="spec",
         description="`from_firing`: each firing sets job.seed to its fire time (Unix seconds), so every run sees "
         "fresh but reproducible env randomness (e.g. new load profiles every night).",
     )
@@ -577,7 +592,7 @@ class MLflowTracking(Model):
         "(`file:///data/mlruns`); the job must reach it (checked before submission).",
     )
     experiment: str | None = Field(
-        None,
+        default=None,
         min_length=1,
         max_length=500,
         description="The MLflow experiment (made if missing); default: the job's name, else rl-orchestrator.",
@@ -617,9 +632,13 @@ class Spec(Model):
 
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
     job: JobSpec
-    schedule: ScheduleSpec | None = Field(None, description="Re-run the job on a cron schedule (`rlo schedule`).")
-    sweep: SweepSpec | None = Field(None, description="Run the job as a hyperparameter sweep (Tune).")
-    tracking: TrackingSpec | None = Field(None, description="Log the job to MLflow (`tracking: {mlflow: ...}`).")
+    schedule: ScheduleSpec | None = Field(
+        default=None, description="Re-run the job on a cron schedule (`rlo schedule`)."
+    )
+    sweep: SweepSpec | None = Field(default=None, description="Run the job as a hyperparameter sweep (Tune).")
+    tracking: TrackingSpec | None = Field(
+        default=None, description="Log the job to MLflow (`tracking: {mlflow: ...}`)."
+    )
 
     # Where the spec came from; relative paths in the job resolve against its folder. Not part of the YAML.
     _base_dir: Path | None = None
@@ -771,6 +790,7 @@ def problems_from(exc: ValidationError, model: type[BaseModel]) -> list[tuple[st
                 fix = f"use a value {'>=' if kind.endswith('equal') else '>'} {bound}"
             elif kind in ("less_than_equal", "less_than"):
                 bound = ctx.get("le", ctx.get("lt"))
+                assert bound is not None, "pydantic's less_than(_equal) errors carry their bound"
                 fix = f"use a value {'<=' if kind.endswith('equal') else '<'} {bound:,}" + (
                     " (a generous bound: a larger value is surely a typo)" if bound >= 1000 else ""
                 )

@@ -44,8 +44,8 @@ def validate_job(spec: Spec) -> list[str]:
     """Checks that need the job's libraries (env registry, RLlib's config) but not a cluster. Returns notices."""
     job = spec.job
     notices: list[str] = []
-    if job.entry_script is not None:
-        script = spec.resolved_entry_script()
+    script = spec.resolved_entry_script()
+    if script is not None:
         if not script.is_file():
             raise UserError(
                 f"entry script `{job.entry_script}` does not exist (looked for {script})",
@@ -60,9 +60,11 @@ def validate_job(spec: Spec) -> list[str]:
     from .envs import validate_env
     from .training import translate_hyperparameters
 
+    algorithm, env = job.algorithm, job.env
+    assert algorithm and env, "a job without an entry script names both (JobSpec's own check)"
     source = package.source_dir(spec)
-    validate_env(job.env, source)
-    hp_notices = translate_hyperparameters(job.algorithm, job.hyperparameters).notices
+    validate_env(env, source)
+    hp_notices = translate_hyperparameters(algorithm, job.hyperparameters).notices
     if spec.sweep is not None:  # swept hyperparameters must be ones the algorithm has
         # Every value a trial can get (each grid/choice value, both bounds of a range) has the right name and type.
         for path, dist in spec.sweep.parameters.items():
@@ -70,7 +72,7 @@ def validate_job(spec: Spec) -> list[str]:
                 continue
             for value in next(iter(dist.values())):
                 try:
-                    translate_hyperparameters(job.algorithm, {path.split(".", 1)[1]: value})
+                    translate_hyperparameters(algorithm, {path.split(".", 1)[1]: value})
                 except UserError as e:
                     raise UserError(f"in `sweep.parameters.{path}`: {e.message}", fix=e.fix) from None
     return notices + hp_notices
@@ -148,7 +150,8 @@ def submit(
     now = time.time()
     run_dir = cfg.runs_dir / run_id if backend.name == EMBEDDED else None
     job_run_dir = str(run_dir) if run_dir else f"{REMOTE_RUNS_DIR}/{run_id}"
-    env_vars = package.job_env_vars(spec, run_id, job_run_dir, plan.as_env(), now)
+    spec_dict = spec.to_dict()  # the resolved spec: the registry row's, and the job's (RLO_SPEC_JSON)
+    env_vars = package.job_env_vars(spec, run_id, job_run_dir, plan.as_env(), now, spec_json=json.dumps(spec_dict))
     entrypoint = prepared.entrypoint
     runtime_env = package.runtime_env(spec, env_vars, ship_project=backend.name != EMBEDDED)
     record = RunRecord(
@@ -158,7 +161,7 @@ def submit(
         updated_at=now,
         backend=backend.name,
         status="SUBMITTING",
-        spec=spec.to_dict(),
+        spec=spec_dict,
         address=backend.address,
         plan=plan.to_dict(),
         command=command or shlex.join(sys.argv),

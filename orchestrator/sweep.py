@@ -68,18 +68,20 @@ def trial_values(config: dict, swept: dict[str, tuple[str, ...]]) -> dict:
 
 def tune_setup(config, sweep: SweepSpec, job: JobSpec, concurrent: int, reward_scale: float = 1.0) -> dict:
     """Tune's `param_space` and `TuneConfig` arguments for a sweep over `config` (an RLlib AlgorithmConfig)."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining, TrialScheduler
 
+    algorithm = job.algorithm
+    assert algorithm is not None, "a spec with a sweep has a job.algorithm (Spec validates it)"
     space = config.to_dict()
     mutations: dict = {}
     for path, dist in sweep.parameters.items():
         kind, values = next(iter(dist.items()))
-        key = config_key(job.algorithm, path)
+        key = config_key(algorithm, path)
         _set(space, key, _distribution(kind, values, grid_choices=sweep.search == "grid"))
         if kind != "grid":
             _set(mutations, key, list(values) if kind == "choice" else _distribution(kind, values, False))
     metric = m.normalize(sweep.metric)[0]
-    scheduler = None
+    scheduler: TrialScheduler | None = None
     s = sweep.scheduler
     if s is not None and s.type == "asha":
         scheduler = ASHAScheduler(
@@ -119,7 +121,9 @@ def summarize_sweep(results, sweep: SweepSpec, job: JobSpec, reward_scale: float
 
     metric = m.normalize(sweep.metric)[0]
     scale = reward_scale if "episode_return" in metric else 1.0
-    trials = []
+    algorithm = job.algorithm
+    assert algorithm is not None, "a spec with a sweep has a job.algorithm (Spec validates it)"
+    trials: list[dict[str, Any]] = []
     for r in results:
         df = r.metrics_dataframe
         series = list(df[metric]) if df is not None and metric in df.columns else []
@@ -127,7 +131,7 @@ def summarize_sweep(results, sweep: SweepSpec, job: JobSpec, reward_scale: float
         trials.append(
             {
                 "trial_id": last.get("trial_id") or Path(r.path).name,
-                "config": {p: _get(r.config, config_key(job.algorithm, p)) for p in sweep.parameters},
+                "config": {p: _get(r.config, config_key(algorithm, p)) for p in sweep.parameters},
                 "best": (lambda b: None if b is None else b / scale)(_best_of(series, sweep.mode)),
                 "last": compact_result(last, reward_scale) if last else None,
                 "iterations": last.get("training_iteration"),

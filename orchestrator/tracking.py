@@ -38,7 +38,13 @@ _BAD_NAME_CHARS = re.compile(r"[^\w./\- ]")
 def settings_of(spec_or_dict: Any) -> dict | None:
     """`{"tracking_uri", "experiment"}` of a Spec or of a resolved spec dict (the job's RLO_SPEC_JSON), or None
     when the spec does not track. `experiment` defaults to the job's name."""
-    data = spec_or_dict.to_dict() if hasattr(spec_or_dict, "to_dict") else (spec_or_dict or {})
+    if hasattr(spec_or_dict, "tracking"):  # a Spec: read as it is (no round trip through a dict)
+        mlflow = spec_or_dict.tracking.mlflow if spec_or_dict.tracking is not None else None
+        if mlflow is None:
+            return None
+        experiment = mlflow.experiment or spec_or_dict.job.name or "rl-orchestrator"
+        return {"tracking_uri": mlflow.tracking_uri, "experiment": experiment}
+    data = spec_or_dict or {}
     cfg = ((data.get("tracking") or {}).get("mlflow")) or None
     if not cfg:
         return None

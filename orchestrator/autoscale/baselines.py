@@ -71,7 +71,7 @@ def decode_observation(obs: np.ndarray, config: AutoScaleConfig) -> FleetView:
     queue = np.rint(obs[:, start : start + config.warmup_latency] * config.max_action).astype(np.int64)
     return FleetView(
         load=np.rint(obs[:, 0] * config.max_tpm),
-        active=np.rint(obs[:, 3] * config.max_machines).astype(np.int64),
+        active=np.rint(obs[:, 3] * config.resolved_max_machines).astype(np.int64),
         warming=queue.sum(axis=1),
         queue=queue,
         failed_fraction=obs[:, 1],
@@ -179,7 +179,7 @@ class TargetTracking(Baseline):
     def _decide(self, view: FleetView) -> tuple[np.ndarray, np.ndarray]:
         p = self.params
         desired = np.ceil(view.load / (self.config.tpm_per_machine * p["target_utilization"]))
-        desired = np.minimum(np.maximum(desired, p["min_machines"]), self.config.max_machines)
+        desired = np.minimum(np.maximum(desired, p["min_machines"]), self.config.resolved_max_machines)
         total = view.active + view.warming
         on = desired - total
         may_scale_in = (self._since_out >= p["scale_in_cooldown"]) & (on <= 0)
@@ -220,7 +220,7 @@ class TuneResult:
 def _sample(space: Mapping[str, tuple[float, float, bool]], rng: np.random.Generator) -> dict[str, float]:
     out = {}
     for key, (low, high, is_int) in space.items():
-        out[key] = float(rng.integers(low, high + 1)) if is_int else round(float(rng.uniform(low, high)), 3)
+        out[key] = float(rng.integers(int(low), int(high) + 1)) if is_int else round(float(rng.uniform(low, high)), 3)
     return out
 
 

@@ -64,6 +64,10 @@ class BatchedAutoScale:
     ``reset(seed=s)`` seeds env ``i`` with ``s + i``; ``reset(seed=[s_0, ..., s_n-1])`` seeds each.
     """
 
+    # The fleet and the warm-up queues (float64, env-minor), set by every reset.
+    _active: np.ndarray
+    _queue: np.ndarray
+
     def __init__(
         self,
         num_envs: int,
@@ -115,11 +119,12 @@ class BatchedAutoScale:
         active = self._active - turn_off
         np.maximum(active, 0, out=active)
         active += self._queue[0]
-        np.minimum(active, c.max_machines, out=active)
+        np.minimum(active, c.resolved_max_machines, out=active)
         self._active = active
         self._queue[:-1] = self._queue[1:]
         self._queue[-1] = turn_on
 
+        assert self._load is not None, "reset() made the load simulator (t is set)"
         info = self._react_to_load(self._load.step())
         self.t += 1
         info["t"] = np.full(n, self.t)
@@ -138,6 +143,7 @@ class BatchedAutoScale:
     # -- internals -----------------------------------------------------------------------------------------
     def _reset_episodes(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         n, c = self.num_envs, self.config
+        assert self._load is not None, "reset() makes the load simulator before it resets the episodes"
         self._load.reset()
         # Capacity draws are pre-computed in blocks too; give back the unused ones (see _capacity_factors).
         self._capacity_noise.rewind(len(self._capacity_block) - self._capacity_next)
@@ -201,7 +207,7 @@ class BatchedAutoScale:
         np.divide(load, c.max_tpm, out=s[0])
         np.divide(info["failed"], load + 1e-5, out=s[1])
         s[2] = info["is_down"]
-        np.divide(self._active, c.max_machines, out=s[3])
+        np.divide(self._active, c.resolved_max_machines, out=s[3])
         # Slower rates: ema * (1 - rate) + signal * rate, the scalar env's arithmetic element by element.
         slow = ema[1:]
         np.multiply(slow, _KEEP[1:], out=slow)

@@ -55,7 +55,7 @@ class Clairvoyant:
         """``loads[i, e]``: the load of env ``e`` in its minute ``i + 1`` (the first step after reset is minute 1)."""
         c = self.config
         needed = np.ceil(np.asarray(loads, dtype=float) / self.per_machine)
-        needed = np.clip(needed, 0, c.max_machines)
+        needed = np.clip(needed, 0, c.resolved_max_machines)
         # Padded past the episode's end with its last minute, so that every look-ahead window is whole.
         pad = c.warmup_latency + RAMP_LOOKAHEAD + 1
         self._needed = np.concatenate([needed, np.repeat(needed[-1:], pad, axis=0)])
@@ -103,7 +103,7 @@ def tune_ceiling(
     profit = run_episodes(Clairvoyant(config, per_machine=per_env), seeds * len(grid), config, batch_size=len(per_env))
     means = profit["profit"].reshape(len(grid), len(seeds)).mean(axis=1)
     scores = {float(k): float(p) for k, p in zip(grid, means, strict=True)}
-    return max(scores, key=scores.get), scores
+    return max(scores, key=scores.__getitem__), scores
 
 
 def main(argv: Sequence[str] | None = None) -> int:

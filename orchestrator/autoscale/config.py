@@ -125,20 +125,24 @@ class AutoScaleConfig:
         _require(self.max_action >= 1, "max_action", self.max_action, "an integer >= 1")
         _require(self.max_tpm >= 1, "max_tpm", self.max_tpm, "an integer >= 1")
 
-        if self.max_machines is None:
-            set_(self, "max_machines", int(2.5 * self.max_tpm / self.tpm_per_machine))
-        set_(self, "max_machines", _as_int("max_machines", self.max_machines))
-        _require(self.max_machines >= 1, "max_machines", self.max_machines, "an integer >= 1")
-        if not 0 <= self.initial_machines <= self.max_machines:
+        max_machines = self.max_machines
+        if max_machines is None:
+            max_machines = int(2.5 * self.max_tpm / self.tpm_per_machine)
+        max_machines = _as_int("max_machines", max_machines)
+        set_(self, "max_machines", max_machines)
+        _require(max_machines >= 1, "max_machines", max_machines, "an integer >= 1")
+        if not 0 <= self.initial_machines <= max_machines:
             raise AutoScaleConfigError(
                 "initial_machines",
-                f"AutoScaleConfig.initial_machines must be between 0 and max_machines ({self.max_machines}); "
+                f"AutoScaleConfig.initial_machines must be between 0 and max_machines ({max_machines}); "
                 f"got {self.initial_machines}.",
                 fix="lower initial_machines or raise max_machines",
             )
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any] | None = None, **overrides: Any) -> AutoScaleConfig:
+    def from_mapping(
+        cls, mapping: Mapping[str, Any] | AutoScaleConfig | None = None, **overrides: Any
+    ) -> AutoScaleConfig:
         """Build from an ``env_config`` dict (RLlib's ``EnvContext`` is one) plus keyword overrides.
 
         Keys are the field names; an unknown key raises :class:`AutoScaleConfigError` with the closest
@@ -165,6 +169,12 @@ class AutoScaleConfig:
     def to_dict(self) -> dict[str, Any]:
         """The resolved settings (``max_machines`` filled in), JSON-serialisable."""
         return dataclasses.asdict(self)
+
+    @property
+    def resolved_max_machines(self) -> int:
+        """``max_machines`` of a built config: ``__post_init__`` fills in the default for None."""
+        assert self.max_machines is not None, "__post_init__ sets max_machines"
+        return self.max_machines
 
     @property
     def observation_size(self) -> int:

@@ -155,9 +155,10 @@ class AutoScaleEnv(gym.Env[np.ndarray, np.ndarray]):
         turn_on, turn_off = parse_action(action, self.config.max_action)
         # Order of the reference: turn off first, then the head of the warm-up queue joins, capped.
         active = max(0, self.active_machines - turn_off)
-        self.active_machines = min(active + self.warmup_queue[0], self.config.max_machines)
+        self.active_machines = min(active + self.warmup_queue[0], self.config.resolved_max_machines)
         self.warmup_queue = self.warmup_queue[1:] + [turn_on]
 
+        assert self.load_simulator is not None, "reset() made the load simulator (t is set)"
         info = self._react_to_load(self.load_simulator.step())
         self.t += 1
         truncated = self.t > self.config.max_time_steps
@@ -170,6 +171,7 @@ class AutoScaleEnv(gym.Env[np.ndarray, np.ndarray]):
     def _react_to_load(self, load: int) -> dict[str, Any]:
         c = self.config
         active = self.active_machines
+        assert self._capacity_noise is not None, "reset() made the capacity stream before any load"
         capacity = int(active * (c.tpm_per_machine + c.tpm_sigma * self._capacity_noise.next()))
         if load <= capacity:
             failed, succeeded = 0, load
@@ -201,7 +203,7 @@ class AutoScaleEnv(gym.Env[np.ndarray, np.ndarray]):
             load / c.max_tpm,
             info["failed"] / (load + 1e-5),
             float(info["is_down"]),
-            self.active_machines / c.max_machines,
+            self.active_machines / c.resolved_max_machines,
         )
         ema = self._ema
         i = 0

@@ -23,7 +23,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -61,6 +61,12 @@ class Policy(Protocol):
     def act(self, obs: np.ndarray, info: Mapping[str, np.ndarray] | None = None) -> np.ndarray: ...
 
 
+class _SeesFutureLoad(Protocol):
+    """A policy that says ``sees_future_load = True`` (the clairvoyant reference) takes the episode's future."""
+
+    def see_future_load(self, loads: np.ndarray) -> None: ...
+
+
 def run_episodes(
     policy: Policy,
     seeds: Sequence[int],
@@ -81,10 +87,11 @@ def run_episodes(
         chunk = seeds[start : start + batch_size]
         env = BatchedAutoScale(len(chunk), config, autoreset_mode="disabled")
         obs, info = env.reset(seed=chunk)
-        if callable(getattr(policy, "reset", None)):
-            policy.reset(len(chunk))
+        reset = getattr(policy, "reset", None)  # optional (see the module docstring)
+        if callable(reset):
+            reset(len(chunk))
         if getattr(policy, "sees_future_load", False):  # the clairvoyant reference (orchestrator.autoscale.ceiling)
-            policy.see_future_load(future_load(chunk, config))
+            cast(_SeesFutureLoad, policy).see_future_load(future_load(chunk, config))
         profit = np.zeros(len(chunk))
         downtime = np.zeros(len(chunk))  # whole numbers in float64, like the env's counts
         machine_minutes = np.zeros(len(chunk))
@@ -187,7 +194,13 @@ class Interval:
         return cls(r, r - half, r + half, std, n)
 
     def scaled(self, factor: float) -> Interval:
-        low, high = (None, None) if self.low is None else sorted((self.low * factor, self.high * factor))
+        low: float | None
+        high: float | None
+        if self.low is None:
+            low, high = None, None
+        else:
+            assert self.high is not None, "an interval has both bounds or neither"
+            low, high = sorted((self.low * factor, self.high * factor))
         return Interval(self.mean * factor, low, high, self.std * abs(factor), self.n)
 
     def format(self, digits: int = 0, signed: bool = False) -> str:

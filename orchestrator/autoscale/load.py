@@ -185,6 +185,7 @@ class LoadSimulator:
 
     def _schedule_spike(self) -> None:
         delay, width, fraction = self._spikes.take(np.zeros(1, dtype=np.intp))
+        assert self.params is not None, "reset() draws the episode's parameters before it schedules a spike"
         self.countdown = float(delay[0])
         self.spike_width = float(width[0])
         self.spike_height = self.params.cyclic_max * float(fraction[0])
@@ -315,6 +316,7 @@ class BatchedLoadSimulator:
             envs, rows = near[which], ended[which].argmax(axis=1)  # the minute each ends its spike (<= 1)
             if envs.size:
                 delay, new_width, fraction = self._spikes.take(envs)
+                assert self.params is not None, "step() checked that reset() drew the parameters"
                 new_height = self.params["cyclic_max"][envs] * fraction
                 # After the end minute the new countdown runs from `delay` (set on the end minute itself).
                 steps = np.ones((envs.size, k))

@@ -122,6 +122,13 @@ def _vm_size(size: Any, what: str) -> str:
     )
 
 
+def _catalog_entry(vm_size: str) -> catalog.InstanceType:
+    """The catalog's entry of a compute target's VM size (checked when the target or its configuration was made)."""
+    t = catalog.lookup(vm_size)
+    assert t is not None, f"VM size `{vm_size}` of a compute target is a catalog name (_vm_size checked it)"
+    return t
+
+
 class _Status:
     def __init__(self, target: ComputeTarget) -> None:
         self.target = target
@@ -129,7 +136,7 @@ class _Status:
         self.vm_size = target.vm_size
 
     def serialize(self) -> dict:
-        t = catalog.lookup(self.target.vm_size)
+        t = _catalog_entry(self.target.vm_size)
         return {
             "vmSize": self.target.vm_size,
             "provisioningState": self.provisioning_state,
@@ -212,7 +219,7 @@ class ComputeTarget:
         is_delete_operation: bool = False,
     ) -> None:
         if show_output:
-            t = catalog.lookup(self.vm_size)
+            t = _catalog_entry(self.vm_size)
             print(
                 f"compute target `{self.name}`: {self.vm_size} ({t.vcpus} vCPUs, {t.gpus} GPUs per node); the nodes "
                 "are the cluster's (`rlo plan` shows how the job uses them)"
@@ -510,7 +517,10 @@ class Run:
 
     @property
     def id(self) -> str:
-        return self._rlo.id if self._rlo is not None else self._context["id"]
+        if self._rlo is not None:
+            return self._rlo.id
+        assert self._context is not None, "a Run has an rl-orchestrator run or a job-side/offline context"
+        return self._context["id"]
 
     @property
     def rlo_run(self):

@@ -28,6 +28,7 @@ import math
 import os
 import re
 import types
+from collections.abc import Callable
 from typing import Any
 
 from .. import events, metrics
@@ -310,6 +311,12 @@ def run_experiment(
 
     ctx = job_context()
     limit = ((ctx.spec or {}).get("job") or {}).get("max_run_duration_seconds")
+    # A dict, not a CheckpointConfig: JobSpec validates it, and its errors then name `checkpoint.<key>`.
+    checkpoint: Any = {
+        "frequency": checkpoint_freq or 10,
+        "at_end": True,
+        **({"keep": keep_checkpoints_num} if keep_checkpoints_num else {}),
+    }
     try:
         job = JobSpec(
             algorithm=run_or_experiment,
@@ -321,11 +328,7 @@ def run_experiment(
             num_env_runners=runners if runners is not None else "auto",
             num_envs_per_env_runner=envs_per_runner,
             max_run_duration_seconds=limit,
-            checkpoint={
-                "frequency": checkpoint_freq or 10,
-                "at_end": True,
-                **({"keep": keep_checkpoints_num} if keep_checkpoints_num else {}),
-            },
+            checkpoint=checkpoint,
         )
     except Exception as e:  # pydantic's ValidationError -> one message naming the argument
         from pydantic import ValidationError
@@ -338,6 +341,7 @@ def run_experiment(
         if fix and where == "run_or_experiment":
             fix = re.sub(r"`algorithm: (\w+)`", r"`tune.run('\1', ...)`", fix)
         raise UserError(f"tune.run: `{where}`: {what}", fix=fix) from None
+    assert job.algorithm is not None, "JobSpec validated run_or_experiment (a str) as its algorithm"
     notices = translate_hyperparameters(job.algorithm, settings).notices  # the legacy keys'; refuses the rest
     for key in kwargs:
         if key in _IGNORED_RUN_ARGS:
@@ -392,6 +396,9 @@ def run_experiments(experiments: dict, **kwargs: Any) -> dict:
 
 class _LegacyTune(types.ModuleType):
     """`tune` with the old `run`/`run_experiments`; everything else is Ray's own `ray.tune`."""
+
+    run: Callable[..., dict]
+    run_experiments: Callable[..., dict]
 
     def __getattr__(self, name: str):
         return getattr(importlib.import_module("ray.tune"), name)

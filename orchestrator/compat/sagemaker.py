@@ -38,7 +38,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import catalog
 from ..errors import JobFailed, UserError, did_you_mean
@@ -133,7 +133,10 @@ def _note(message: str) -> None:
     print(f"[rlo] note: {message}", file=sys.stderr, flush=True)
 
 
-def _enum_value(value: Any, kind: type[enum.Enum], what: str) -> enum.Enum | None:
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _enum_value(value: Any, kind: type[_E], what: str) -> _E | None:
     if value is None or isinstance(value, kind):
         return value
     for member in kind:
@@ -280,7 +283,7 @@ class RLEstimator(Estimator):
                     "legacy config keys are mapped with a notice each"
                 )
         self.toolkit_version = toolkit_version
-        self.entry_point = entry_point
+        self.entry_point: str | None = entry_point  # None: attached to a run that recorded none
         self.source_dir = source_dir
         self.role = role
         self.image_uri = image_uri
@@ -329,7 +332,8 @@ class RLEstimator(Estimator):
         self._hyperparameters.update(kwargs)
         self.spec.job.script_args = dict(self._hyperparameters)
 
-    def fit(
+    # SageMaker's own signatures (what a ported notebook calls), not our Estimator's: deliberately different.
+    def fit(  # type: ignore[override]
         self,
         inputs: Any = None,
         wait: bool = True,
@@ -444,7 +448,7 @@ class RLEstimator(Estimator):
             raise UserError("this estimator has not trained anything yet", fix="call fit() first")
         return TrainingJobAnalytics(self.latest_run.id)
 
-    def deploy(
+    def deploy(  # type: ignore[override]  # SageMaker's signature
         self,
         initial_instance_count: int | None = None,
         instance_type: str | None = None,
@@ -481,7 +485,7 @@ class RLEstimator(Estimator):
         return super().deploy("latest", **options)
 
     @classmethod
-    def attach(
+    def attach(  # type: ignore[override]  # SageMaker's signature (a classmethod returning an RLEstimator)
         cls,
         training_job_name: str,
         sagemaker_session: Any = None,
@@ -703,6 +707,7 @@ def _algorithm_class(run: Any):
 
     name, what, fix = algorithms.resolve_algorithm(str(run))
     if name is None:
+        assert fix is not None, "resolve_algorithm gives a fix for every name it does not resolve"
         raise UserError(f"the experiment's `run: {run}`: {what}", fix=fix.replace("algorithm:", "run:"))
     online = algorithms.online_algorithms()
     if name not in online:

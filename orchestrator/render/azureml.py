@@ -31,7 +31,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..contract import contract_env
 from ..errors import UserError
@@ -40,6 +40,9 @@ from ..placement import HEAD_POOL
 from ..planner import Plan, plan_spec
 from ..spec import Spec
 from . import resolve_images
+
+if TYPE_CHECKING:
+    from azure.ai.ml.entities._builders import BaseNode  # what PipelineJob's `jobs` holds (not exported publicly)
 
 # Seconds a step may take to get its node and start, on top of the job's own bound (AML's limits.timeout).
 STARTUP_ALLOWANCE_S = 1800
@@ -178,9 +181,10 @@ def build_azureml(
     # snapshot is a copy of exactly what `rlo submit` ships (`package.job_package`), made by `stage_code`.
     from ..package import entrypoint, job_package
 
-    if spec.job.entry_script is not None and not spec.resolved_entry_script().is_file():
+    script = spec.resolved_entry_script()  # None: no entry script
+    if script is not None and not script.is_file():
         raise UserError(
-            f"entry script `{spec.job.entry_script}` does not exist (looked for {spec.resolved_entry_script()})",
+            f"entry script `{spec.job.entry_script}` does not exist (looked for {script})",
             fix="give a path relative to the spec file, or an absolute path",
         )
     pkg = job_package(spec)
@@ -200,7 +204,7 @@ def build_azureml(
         else DEFAULT_TIMEOUT_S
     )
     rendezvous = f"azureml://datastores/{datastore}/paths/rl-orchestrator/{run_id}/rendezvous/"
-    steps = {}
+    steps: dict[str, BaseNode] = {}
     for pool, p in pools:
         is_head = pool == HEAD_POOL
         outputs = {"rendezvous": Output(type="uri_folder", mode="rw_mount", path=rendezvous)}
@@ -232,8 +236,10 @@ def build_azureml(
         + (", ".join(f"{p.node_count} x {sizes[n]} ({n})" for n, p in pools[1:]) or "no worker pools"),
         tags={"rl-orchestrator": "1", "rlo_run_id": run_id},
     )
-    job.settings.force_rerun = True
-    job.settings.continue_on_step_failure = False
+    settings = job.settings
+    assert settings is not None, "the SDK's getter makes the settings on first use (it is typed Optional)"
+    settings.force_rerun = True
+    settings.continue_on_step_failure = False
     notes = [
         "the computes must reach each other: use the workspace's managed network or give --vnet/--subnet",
         f"the images ({head_img}, {worker_img}) must be pullable by the workspace (push them to its ACR)",
@@ -276,7 +282,9 @@ def write_azureml(rendering: AzureMLRendering, out_dir: str | Path) -> list[Path
             import shutil
 
             shutil.rmtree(code)  # a previous rendering's snapshot: replaced, never merged
-        written.append(stage_code(rendering, code))
+        staged = stage_code(rendering, code)
+        assert staged is not None, "stage_code copies a rendering that has a package"
+        written.append(staged)
     for pool, compute in rendering.computes.items():
         p = out / f"compute-{pool}.yml"
         p.unlink(missing_ok=True)  # dump() refuses to overwrite

@@ -133,7 +133,8 @@ def _connect(address: str, proc: subprocess.Popen, timeout_s: float):
         if proc.poll() is not None:
             raise SystemExit(f"[rlo] the Ray head exited with code {proc.returncode} before it was up")
         try:
-            return ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+            # Ray annotates logging_level as int, but its own default is "info": setup_logger takes level names too
+            return ray.init(address=address, logging_level="WARNING", log_to_driver=False)  # type: ignore[arg-type]
         except Exception as e:  # not up yet
             if time.monotonic() > deadline:
                 raise SystemExit(f"[rlo] the Ray head did not come up in {timeout_s:.0f} s: {e}") from None

@@ -218,13 +218,12 @@ def _packaged_module(spec: Spec) -> str | None:
 def job_files(spec: Spec) -> JobFiles | None:
     """The user's files the job needs in the cluster, or None when the images already hold everything."""
     job = spec.job
-    if job.entry_script is not None:
-        script = spec.resolved_entry_script()
-        if not script.is_file():
-            raise UserError(
-                f"entry script `{job.entry_script}` does not exist (looked for {script})",
-                fix="give a path relative to the spec file, or an absolute path",
-            )
+    script = spec.resolved_entry_script()  # None: no entry script
+    if script is not None and not script.is_file():
+        raise UserError(
+            f"entry script `{job.entry_script}` does not exist (looked for {script})",
+            fix="give a path relative to the spec file, or an absolute path",
+        )
     if _packaged_module(spec):
         return None
     # The same files `rlo submit` ships as Ray's working_dir (escaping links and oversized folders refused).
@@ -256,9 +255,9 @@ def job_files(spec: Spec) -> JobFiles | None:
 def entrypoint(spec: Spec) -> str:
     """The command the RayJob runs on the head: the same job as `rlo submit`, from the image or the job files."""
     local = package.entrypoint(spec)
-    if spec.job.entry_script is None:
-        return local
     script = spec.resolved_entry_script()
+    if script is None:  # no entry script
+        return local
     source = package.source_dir(spec)
     rel = entry_in(script, source) or script
     prefix = f"python -u {shlex.quote(str(rel))}"
