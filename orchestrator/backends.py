@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import re
 import time
@@ -18,6 +19,12 @@ from typing import Any
 
 from .errors import EngineError, UserError
 from .local_ray import LocalRayManager
+
+_QUIET_SDK_LOGGERS = (
+    "ray.dashboard.modules.dashboard_sdk",
+    "ray.dashboard.modules.job.sdk",
+    "ray._private.runtime_env.packaging",
+)
 
 EMBEDDED = "ray-local"
 REMOTE = "ray"
@@ -138,6 +145,10 @@ class RayJobsBackend:
     def client(self):
         from ray.job_submission import JobSubmissionClient
 
+        # The Job SDK's own INFO lines in this process ("Uploading package ...", "WebSocket closed ...") are the
+        # engine's chatter, not the tool's view; warnings and errors still show.
+        for name in _QUIET_SDK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
         try:
             return JobSubmissionClient(self.address, headers=dict(self.headers))
         except Exception as e:  # connection refused, auth, version
