@@ -10,6 +10,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 from orchestrator import events, metrics
+from orchestrator.metrics import read_records
 
 # What a record keeps of RLlib's result (nested keys flattened with `/`). Small on purpose: the full result
 # stays in Tune's own result.json / TensorBoard files.
@@ -129,13 +130,3 @@ class MetricsLogger(Callback):
                 "metrics": {k: last.get(k) for k in (metrics.RETURN_MEAN, metrics.ENV_STEPS)},
             },
         )
-
-
-def read_records(path: Path) -> list[dict]:
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue  # a line cut by a crash
-    return out

@@ -297,7 +297,7 @@ class JobTracking:
 
 def _plot(metrics_path: Path, out: Path, stop: dict[str, float], sw: dict | None, run_id: str) -> Path | None:
     """The learning curves (one per trial of a sweep), as `rlo plot` draws them."""
-    from callbacks.metrics import read_records
+    from orchestrator.metrics import read_records
     from orchestrator.plots import Series, render
 
     if not metrics_path.is_file():

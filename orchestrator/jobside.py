@@ -279,7 +279,9 @@ def summarize(
     RLlib reports episode statistics only in iterations where an episode ended; the final metrics keep the
     last ones reported (as `metrics.jsonl` does, `metrics_path`), so `rlo list`/`status` show the return mean
     the progress lines showed."""
-    from callbacks.metrics import EPISODE_KEYS, compact_result, read_records
+    from callbacks.metrics import EPISODE_KEYS, compact_result
+
+    from .metrics import read_records
 
     summary: dict = {
         "status": "succeeded",

@@ -6,6 +6,9 @@ The seeds write stop criteria such as ``episode_reward_mean: 18`` (RLlib < 2.10)
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from .errors import did_you_mean
 
 RETURN_MEAN = "env_runners/episode_return_mean"
@@ -78,3 +81,14 @@ def lookup(result: dict, name: str):
             return None
         node = node[part]
     return node
+
+
+def read_records(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl, in order; a line cut by a crash or still being written is skipped."""
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out

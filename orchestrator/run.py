@@ -21,7 +21,7 @@ import psutil
 from . import events
 from .backends import RayJobsBackend
 from .errors import EngineError, UserError
-from .metrics import RETURN_MEAN
+from .metrics import RETURN_MEAN, read_records
 from .progress import progress_line
 from .registry import TERMINAL, CheckpointRecord, Registry, RunRecord
 from .settings import settings
@@ -200,13 +200,7 @@ class Run:
         otherwise from the structured lines of the job log."""
         path = self.run_dir / "metrics.jsonl" if self.run_dir else None
         if path and path.is_file():
-            rows = []
-            for line in path.read_text().splitlines():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    continue  # a line being written
-            return rows
+            return read_records(path)  # a line being written is skipped
         if not self.refresh().job_id:
             return []
         return [p for k, p in events.parse_log(self.logs()) if k == "metrics"]
@@ -218,15 +212,7 @@ class Run:
         path = self.run_dir / "metrics.jsonl" if self.run_dir else None
         if not path or not path.is_file():
             return {}
-        latest: dict[str, dict] = {}
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # a line being written
-            if isinstance(rec, dict):
-                latest[str(rec.get("trial_id") or "")] = rec
-        return latest
+        return {str(rec.get("trial_id") or ""): rec for rec in read_records(path) if isinstance(rec, dict)}
 
     def analytics(self, metric_names: list[str] | None = None, metric_definitions: list[dict] | None = None):
         """The series SageMaker's `metric_definitions` (`[{"Name": ..., "Regex": ...}]`, kept with the run by the

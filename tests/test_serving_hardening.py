@@ -145,8 +145,19 @@ def test_python_api_refuses_the_same_values(home):
         ({"port": 0}, "--port 0 is not a TCP port"),
         ({"no_api_key": True, "api_key": "k" * 32}, "or --no-api-key, not both"),
     ]:
+        looked_up: list[str] = []  # the run is looked up only once every option is checked: here, never
+
+        def lookup(seen: list[str] = looked_up):
+            seen.append(RUN_ID)
+            return attach(RUN_ID)
+
         with pytest.raises(UserError, match=words.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
-            deploy(RUN_ID, **options)
+            deploy(lookup, **options)
+        assert looked_up == []
+    # A run id is not a Run: refused with the call that works, before anything starts.
+    with pytest.raises(UserError, match=r"deploy\(\) takes a Run, not the run id") as e:
+        deploy(RUN_ID)
+    assert f"orchestrator.attach('{RUN_ID}').deploy(...)" in e.value.fix
     assert not (home / "local-ray" / "state.json").exists()
 
 
