@@ -137,23 +137,21 @@ def cmd_status(args) -> int:
         print(f"  message   {rec.message}")
     from . import metrics
 
-    if rec.final_metrics:
-        fm = rec.final_metrics
+    def reached(label: str, m: dict) -> None:
         print(
-            f"  final     iter {fm.get('training_iteration')}, {fmt_metric(fm.get(metrics.ENV_STEPS))} env steps, "
-            f"return mean {fmt_metric(fm.get(metrics.RETURN_MEAN))}"
+            f"  {label} iter {m.get('training_iteration')}, {fmt_metric(m.get(metrics.ENV_STEPS))} env steps, "
+            f"return mean {fmt_metric(m.get(metrics.RETURN_MEAN))}"
         )
+
+    if rec.final_metrics:
+        reached("final    ", rec.final_metrics)
     elif not rec.terminal:
         latest = run.latest_metrics()
         for i, (trial, m) in enumerate(sorted(latest.items())):
-            label = "so far   " if len(latest) == 1 else f"trial {trial}" if i < 10 else None
-            if label is None:
+            if i == 10:
                 print(f"  ... and {len(latest) - 10} more trials (`rlo metrics {rec.id}`)")
                 break
-            print(
-                f"  {label} iter {m.get('training_iteration')}, {fmt_metric(m.get(metrics.ENV_STEPS))} env steps, "
-                f"return mean {fmt_metric(m.get(metrics.RETURN_MEAN))}"
-            )
+            reached("so far   " if len(latest) == 1 else f"trial {trial}", m)
     cps = run.registry.checkpoints(rec.id)
     if cps:
         print(f"  checkpoints ({len(cps)}), latest: {cps[-1].path}")
