@@ -21,12 +21,13 @@ from .tables import fmt_metric, fmt_time, print_table
 def cmd_plan(args) -> int:
     from .planner import plan_spec
     from .spec import load_spec
-    from .submit import validate_job
+    from .submission import prepare
 
     spec = load_spec(args.spec)
-    plan = plan_spec(spec)
     # Only --check runs the user's code (it imports the env module); plain `rlo plan` reads the spec alone.
-    checked = validate_job(spec) if args.check else []
+    prepared = prepare(spec) if args.check else None
+    plan = prepared.plan if prepared else plan_spec(spec)
+    checked = list(prepared.notices) if prepared else []
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
         return 0

@@ -80,11 +80,12 @@ def _kinds(docs: list[dict]) -> str:
 
 
 def cmd_render_kuberay(args) -> int:
+    from .render import prepare_render
     from .render.kuberay import render_kuberay, write_yaml
     from .spec import load_spec
 
     spec = load_spec(args.spec)
-    rendering = render_kuberay(spec, **_kuberay_args(args))
+    rendering = render_kuberay(prepare_render(spec), **_kuberay_args(args))
     files = rendering.files
     if args.manifest:
         files = {f"{args.manifest}.yaml": files[f"{args.manifest}.yaml"]}
@@ -111,11 +112,12 @@ def cmd_render_kuberay(args) -> int:
 
 
 def cmd_render_azureml(args) -> int:
+    from .render import prepare_render
     from .render.azureml import build_azureml, write_azureml
     from .spec import load_spec
 
     spec = load_spec(args.spec)
-    rendering = build_azureml(spec, **_azureml_kwargs(args))
+    rendering = build_azureml(prepare_render(spec), **_azureml_kwargs(args))
     if to_stdout(args):
         if rendering.package is not None:
             raise UserError(
@@ -175,6 +177,7 @@ def _azureml_args(sp) -> None:
 
 def submit_azureml(spec, args) -> int:
     """`rlo submit SPEC --backend azureml`: render, check workspace and credentials, create, submit."""
+    from .render import prepare_render
     from .render.azureml import submit_azureml as submit
 
     if args.address:
@@ -183,7 +186,7 @@ def submit_azureml(spec, args) -> int:
             fix="drop --address, or drop --backend azureml",
         )
     result = submit(
-        spec,
+        prepare_render(spec),
         subscription=args.subscription,
         resource_group=args.resource_group,
         workspace=args.workspace,
@@ -213,6 +216,7 @@ def cmd_render_raycronjob(args) -> int:
     """`rlo render raycronjob SPEC` (= `rlo schedule render SPEC`): the schedule as a KubeRay RayCronJob."""
     from pathlib import Path
 
+    from .render import prepare_render
     from .render.kuberay import write_yaml
     from .render.raycronjob import render_raycronjob
     from .schedule import merged_schedule
@@ -221,7 +225,7 @@ def cmd_render_raycronjob(args) -> int:
     spec = load_spec(args.spec)
     if args.cron or args.timezone or args.name or spec.schedule is None:
         spec.schedule = merged_schedule(spec, source=args.spec, name=args.name, cron=args.cron, timezone=args.timezone)
-    out = render_raycronjob(spec, **_kuberay_args(args), suspend=args.suspend)
+    out = render_raycronjob(prepare_render(spec), **_kuberay_args(args), suspend=args.suspend)
     cron = out.raycronjob
     from .outputs import is_stdout, output_dir
 

@@ -302,12 +302,11 @@ def _package_file(name: str) -> str:
     return found.origin
 
 
-def runtime_env(spec, env_vars: dict[str, str], *, ship_project: bool) -> dict:
-    """Ray's runtime_env for the job: its env vars, its folder (the same walk as the renderers': an escaping link
-    or an oversized folder is refused before Ray packs it), its pip packages, and with `ship_project` (a cluster
-    that may not have them) the project's own packages."""
+def runtime_env(spec, pkg: Package | None, env_vars: dict[str, str], *, ship_project: bool) -> dict:
+    """Ray's runtime_env for the job: its env vars, its folder (`pkg`, from `job_package`: the same walk as the
+    renderers', so an escaping link or an oversized folder was refused before Ray packs it), its pip packages,
+    and with `ship_project` (a cluster that may not have them) the project's own packages."""
     out: dict = {"env_vars": env_vars}
-    pkg = job_package(spec)
     if pkg is not None:
         out["working_dir"] = str(pkg.root)
         out["excludes"] = list(pkg.excludes)

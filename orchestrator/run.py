@@ -294,8 +294,9 @@ class Run:
         For a run whose driver or whole Ray instance died (or that was stopped); the run keeps its id, folder and
         metrics (iterations after the checkpoint are redone, and set aside once in metrics.redone.jsonl)."""
         from .backends import EMBEDDED
-        from .package import entrypoint, job_env_vars, runtime_env
+        from .package import job_env_vars
         from .spec import Spec
+        from .submission import prepare
 
         self._mark_lost()
         rec = self.registry.get(self.id)
@@ -335,11 +336,9 @@ class Run:
         attempt = (attempts[-1]["attempt"] if attempts else 1) + 1
         job_id = f"{self.id}-attempt{attempt}"
         now = time.time()
-        plan_env = {k: str(v) for k, v in (rec.extra.get("plan_env") or {}).items()}
-        if not plan_env:
-            from .planner import plan_spec
-
-            plan_env = plan_spec(spec).as_env()
+        # Checked again as at submission: the job's folder may have changed since (it ships again).
+        prepared = prepare(spec)
+        plan_env = {k: str(v) for k, v in (rec.extra.get("plan_env") or {}).items()} or prepared.plan.as_env()
         # The same environment as the first attempt's (its tracking server too), from the stored spec and plan.
         if not rec.run_dir:  # every submission records one; a row without is damaged
             raise UserError(f"run {self.id} has no run folder recorded", fix="submit its spec again")
@@ -349,8 +348,8 @@ class Run:
         last = cps[-1] if cps else (None, None)
         backend.submit(
             job_id=job_id,
-            entrypoint=entrypoint(spec),
-            runtime_env=runtime_env(spec, env_vars, ship_project=backend.name != EMBEDDED),
+            entrypoint=prepared.entrypoint,
+            runtime_env=prepared.runtime_env(env_vars, ship_project=backend.name != EMBEDDED),
             metadata={"rlo_run_id": self.id, "rlo_attempt": str(attempt)},
         )
         self.registry.add_attempt(self.id, attempt, job_id, from_checkpoint=last[0], from_iteration=last[1], when=now)

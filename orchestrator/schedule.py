@@ -54,7 +54,7 @@ def schedule_spec_of(rec: ScheduleRecord):
 def preflight(spec: Spec, address: str | None = None, token: str | None = None) -> list[str]:
     """The checks `submit` makes before anything runs (plan, stop criteria, env, hyperparameters, fit on the
     cluster), without submitting or starting anything. Returns the notices."""
-    from .submit import check_cluster, prepare
+    from .submission import check_cluster, prepare
 
     prepared = prepare(spec)
     check_cluster(prepared.plan, address or spec.cluster.address, token)

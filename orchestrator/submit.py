@@ -9,73 +9,25 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shlex
 import shutil
 import socket
 import sys
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from . import package, tracking
+from . import package
 from .backends import EMBEDDED, RayJobsBackend
-from .errors import RloError, UserError
+from .errors import RloError
 from .interrupts import deferred_interrupt, shielded
-from .planner import Plan, check_fits, plan_spec
 from .registry import Registry, RunRecord
 from .run import Run
 from .settings import settings
 from .spec import Spec
+from .submission import check_cluster, new_run_id, prepare
 
 # Where a remote cluster's job writes its run folder (on the head), when the spec does not say.
 REMOTE_RUNS_DIR = "/tmp/rlo-runs"
-
-
-def new_run_id(spec: Spec) -> str:
-    name = spec.job.name or (spec.job.algorithm or Path(spec.job.entry_script or "job").stem).lower()
-    name = "".join(c if c.isalnum() or c == "-" else "-" for c in name.lower()).strip("-")[:30] or "job"
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return f"rlo-{name}-{stamp}-{secrets.token_hex(2)}"
-
-
-def validate_job(spec: Spec) -> list[str]:
-    """Checks that need the job's libraries (env registry, RLlib's config) but not a cluster. Returns notices."""
-    job = spec.job
-    notices: list[str] = []
-    script = spec.resolved_entry_script()
-    if script is not None:
-        if not script.is_file():
-            raise UserError(
-                f"entry script `{job.entry_script}` does not exist (looked for {script})",
-                fix="give a path relative to the spec file, or an absolute path",
-            )
-    # What the job ships, checked before anything is recorded or packed (escaping links, an oversized folder).
-    package.job_package(spec)
-    # A tracking server the job cannot reach is found now, not after the job trained untracked.
-    notices += tracking.check(spec, remote=spec.cluster.address is not None)
-    if job.entry_script is not None:
-        return notices
-    from .envs import validate_env
-    from .training import translate_hyperparameters
-
-    algorithm, env = job.algorithm, job.env
-    assert algorithm and env, "a job without an entry script names both (JobSpec's own check)"
-    source = package.source_dir(spec)
-    validate_env(env, source)
-    hp_notices = translate_hyperparameters(algorithm, job.hyperparameters).notices
-    if spec.sweep is not None:  # swept hyperparameters must be ones the algorithm has
-        # Every value a trial can get (each grid/choice value, both bounds of a range) has the right name and type.
-        for path, dist in spec.sweep.parameters.items():
-            if not path.startswith("hyperparameters."):
-                continue
-            for value in next(iter(dist.values())):
-                try:
-                    translate_hyperparameters(algorithm, {path.split(".", 1)[1]: value})
-                except UserError as e:
-                    raise UserError(f"in `sweep.parameters.{path}`: {e.message}", fix=e.fix) from None
-    return notices + hp_notices
 
 
 def _roll_back(
@@ -95,36 +47,6 @@ def _roll_back(
                 if backend.job_exists(run_id, timeout_s=5):
                     backend.stop(run_id)
                     registry.update(run_id, message=why + "; the job had reached the engine and was stopped")
-
-
-@dataclass(frozen=True)
-class Submission:
-    """A spec made ready to submit: everything checked that can be checked without the engine (`prepare`)."""
-
-    spec: Spec
-    plan: Plan
-    notices: tuple[str, ...]  # what the user should know (legacy names mapped, settings ignored, ...)
-    entrypoint: str  # the job's command on the head
-
-
-def prepare(spec: Spec) -> Submission:
-    """Plan `spec` and check it: stop criteria, the job's files, env, hyperparameters, tracking server. What
-    `submit` and the scheduler's preflight share; raises UserError/PlanError on bad input."""
-    plan = plan_spec(spec)
-    notices = spec.job.normalized_stop()[1] + validate_job(spec)
-    return Submission(spec, plan, tuple(notices), package.entrypoint(spec))
-
-
-def check_cluster(plan: Plan, address: str | None, token: str | None = None) -> RayJobsBackend | None:
-    """The plan fits where it goes: a remote cluster is asked for its resources (its backend is returned); the
-    embedded Ray gets this machine's CPUs (None: nothing is started)."""
-    if address:
-        backend = RayJobsBackend.remote(address, token)
-        cpus, gpus = backend.resources()
-        check_fits(plan, cpus=cpus, gpus=gpus, where=backend.describe())
-        return backend
-    check_fits(plan, cpus=os.cpu_count() or 1, gpus=0, where="the embedded local Ray (this machine)")
-    return None
 
 
 def submit(
@@ -153,7 +75,7 @@ def submit(
     spec_dict = spec.to_dict()  # the resolved spec: the registry row's, and the job's (RLO_SPEC_JSON)
     env_vars = package.job_env_vars(spec, run_id, job_run_dir, plan.as_env(), now, spec_json=json.dumps(spec_dict))
     entrypoint = prepared.entrypoint
-    runtime_env = package.runtime_env(spec, env_vars, ship_project=backend.name != EMBEDDED)
+    runtime_env = prepared.runtime_env(env_vars, ship_project=backend.name != EMBEDDED)
     record = RunRecord(
         id=run_id,
         name=spec.job.name or run_id,

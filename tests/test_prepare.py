@@ -8,7 +8,7 @@ import pytest
 from orchestrator.errors import PlanError, UserError
 from orchestrator.package import job_env_vars
 from orchestrator.spec import parse_spec
-from orchestrator.submit import Submission, check_cluster, prepare
+from orchestrator.submission import Submission, check_cluster, prepare
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from orchestrator.errors import UserError
 from orchestrator.nodes import node_params
 from orchestrator.placement import ENV_RUNNER_SLOT, HEAD_POOL
 from orchestrator.planner import plan_spec
-from orchestrator.render import default_images
+from orchestrator.render import default_images, prepare_render
 from orchestrator.render import kuberay as kr
 from orchestrator.spec import Spec, load_spec, parse_spec
 
@@ -111,7 +111,7 @@ def test_the_validator_catches_what_the_api_server_would_refuse_or_drop():
 
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_rendered_manifests_are_valid_for_kuberay_crds(name, tmp_path):
-    rendering = kr.render_kuberay(SPECS[name]())
+    rendering = kr.render_kuberay(prepare_render(SPECS[name]()))
     for file, docs in rendering.files.items():
         # What is written is what was checked: read the YAML back.
         written = list(yaml.safe_load_all(kr.write_yaml(docs, tmp_path / file).read_text()))
@@ -187,7 +187,7 @@ def test_images_are_overridable_and_several_pools_get_their_own_groups():
 
 def test_the_rayjob_carries_the_spec_and_the_contract():
     spec = two_pools()
-    job = kr.rayjob_manifest(spec, run_id="rlo-ppo-20260101-000000-abcd")
+    job = kr.rayjob_manifest(prepare_render(spec), run_id="rlo-ppo-20260101-000000-abcd")
     js = job["spec"]
     assert js["entrypoint"] == "python -u -m entry_scripts.train"
     assert js["jobId"] == "rlo-ppo-20260101-000000-abcd"
@@ -210,13 +210,13 @@ def test_a_time_bound_becomes_the_rayjob_deadline_with_the_jobs_grace():
     from orchestrator.jobside import HARD_KILL_GRACE_S
 
     assert kr.JOB_GRACE_S == HARD_KILL_GRACE_S
-    js = kr.rayjob_spec(pong_azure(), run_id="r")
+    js = kr.rayjob_spec(prepare_render(pong_azure()), run_id="r")
     assert js["activeDeadlineSeconds"] == 3600 + HARD_KILL_GRACE_S + kr.DEFAULT_STARTUP_ALLOWANCE_S
 
 
 def test_a_users_script_travels_as_a_configmap_mounted_on_every_pod():
     spec = user_script()
-    rendering = kr.render_kuberay(spec, run_id="rlo-contract-20260101-000000-abcd")
+    rendering = kr.render_kuberay(prepare_render(spec), run_id="rlo-contract-20260101-000000-abcd")
     cm, job = rendering.files["rayjob.yaml"]
     assert cm["kind"] == "ConfigMap" and job["kind"] == "RayJob"
     items = {
@@ -247,24 +247,24 @@ def test_a_users_script_travels_as_a_configmap_mounted_on_every_pod():
     assert len(rendering.files["raycluster.yaml"][0]["spec"]["headGroupSpec"]["template"]["spec"]["volumes"]) == 1
     # The builder that RayCronJob embeds refuses to forget the files.
     with pytest.raises(UserError, match="ConfigMap"):
-        kr.rayjob_spec(spec)
+        kr.rayjob_spec(prepare_render(spec))
 
 
 def test_the_projects_own_entry_scripts_run_from_the_image():
-    js = kr.rayjob_spec(load_spec(CONFIGS / "local-pong-impala-script.yaml"), run_id="r")
+    js = kr.rayjob_spec(prepare_render(load_spec(CONFIGS / "local-pong-impala-script.yaml")), run_id="r")
     assert js["entrypoint"].startswith("python -u -m entry_scripts.pong_impala --run IMPALA ")
     assert "job-files" not in json.dumps(js) and "PYTHONPATH" not in js["runtimeEnvYAML"]
 
 
 def test_an_existing_cluster_by_selector():
-    job = kr.rayjob_manifest(pong_azure(), cluster_selector={"ray.io/cluster": "azure-pong"})
+    job = kr.rayjob_manifest(prepare_render(pong_azure()), cluster_selector={"ray.io/cluster": "azure-pong"})
     assert validate_manifest(job) == []
     assert job["spec"]["clusterSelector"] == {"ray.io/cluster": "azure-pong"}
     assert "rayClusterSpec" not in job["spec"] and "shutdownAfterJobFinishes" not in job["spec"]
 
 
 def test_auth_secret_and_namespace(tmp_path):
-    r = kr.render_kuberay(pong_azure(), namespace="rl", auth_secret="ray-token")
+    r = kr.render_kuberay(prepare_render(pong_azure()), namespace="rl", auth_secret="ray-token")
     for docs in r.files.values():
         for d in docs:
             assert d["metadata"]["namespace"] == "rl"
@@ -315,7 +315,7 @@ def test_azureml_entities_dump_and_reload_with_the_sdk(tmp_path):
     from orchestrator.render.azureml import build_azureml, write_azureml
 
     spec = pong_azure()
-    r = build_azureml(spec, run_id="rlo-pong-impala-20260101-000000-abcd", image="acr.io/rlo:1")
+    r = build_azureml(prepare_render(spec), run_id="rlo-pong-impala-20260101-000000-abcd", image="acr.io/rlo:1")
     paths = write_azureml(r, tmp_path)
     assert [p.name for p in paths] == ["compute-head.yml", "compute-worker-cpu.yml", "job.yml"]
 
@@ -353,10 +353,10 @@ def test_azureml_needs_an_azure_size_for_every_pool(tmp_path, capsys):
 
     spec = load_spec(CONFIGS / "local-cartpole.yaml")
     with pytest.raises(UserError, match="--vm-size head=SIZE"):
-        build_azureml(spec)
+        build_azureml(prepare_render(spec))
     with pytest.raises(UserError, match="did you mean `head`"):
-        build_azureml(spec, vm_sizes={"haed": "Standard_D4_v2"})
-    r = build_azureml(spec, vm_sizes={"head": "Standard_D4_v2"})
+        build_azureml(prepare_render(spec), vm_sizes={"haed": "Standard_D4_v2"})
+    r = build_azureml(prepare_render(spec), vm_sizes={"head": "Standard_D4_v2"})
     assert r.computes["head"].size == "Standard_D4_v2" and list(r.job.jobs) == ["head"]
     out = tmp_path / "aml"
     assert main(["render", "azureml", str(CONFIGS / "local-cartpole.yaml"), "-o", str(out)]) == 2
@@ -379,7 +379,7 @@ def test_azureml_user_script_ships_as_code(tmp_path):
 
     from orchestrator.render.azureml import build_azureml, write_azureml
 
-    r = build_azureml(user_script(), vm_sizes={"head": "Standard_D2_v2", "w": "Standard_D2_v2"})
+    r = build_azureml(prepare_render(user_script()), vm_sizes={"head": "Standard_D2_v2", "w": "Standard_D2_v2"})
     write_azureml(r, tmp_path)
     h = load_job(tmp_path / "job.yml").jobs["head"]
     # The code snapshot is a copy of exactly what ships (package.job_package), never the folder as it is.

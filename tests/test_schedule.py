@@ -21,6 +21,7 @@ from crd_validation import validate_manifest
 from orchestrator.cron import MISFIRE_GRACE_S, CronError, CronExpression, ManualClock, due_firings
 from orchestrator.errors import SpecError, UserError
 from orchestrator.registry import Registry
+from orchestrator.render import prepare_render
 from orchestrator.schedule import (
     Scheduler,
     SchedulerLocked,
@@ -327,7 +328,7 @@ def test_raycronjob_validates_against_the_crd(tmp_path):
     from orchestrator.render.raycronjob import render_raycronjob
 
     spec = load_spec(ROOT / "cluster_configs" / "local-autoscale-schedule.yaml")
-    out = render_raycronjob(spec, namespace="rl")
+    out = render_raycronjob(prepare_render(spec), namespace="rl")
     doc = out.raycronjob
     # As the API server would: the CRD's schema, and no field it would prune.
     assert validate_manifest(doc) == []
@@ -341,7 +342,7 @@ def test_raycronjob_validates_against_the_crd(tmp_path):
     assert tmpl["shutdownAfterJobFinishes"] is True and tmpl["entrypoint"].startswith("python -u -m entry_scripts.")
     # The template is the KubeRay renderer's RayJob spec (a RayJob validates with it too).
     unseeded = spec.model_copy(update={"job": spec.job.model_copy(update={"seed": None}), "schedule": None})
-    expected = rayjob_spec(unseeded, run_id="rlo-autoscale-nightly-cron")
+    expected = rayjob_spec(prepare_render(unseeded), run_id="rlo-autoscale-nightly-cron")
     expected.pop("jobId")
     assert tmpl == expected
     assert (
@@ -357,14 +358,14 @@ def test_raycronjob_validates_against_the_crd(tmp_path):
 def test_raycronjob_with_job_files_and_errors(tmp_path):
     from orchestrator.render.raycronjob import render_raycronjob
 
-    out = render_raycronjob(load_spec(sleeper_spec(tmp_path, overlap="queue", catch_up="none")))
+    out = render_raycronjob(prepare_render(load_spec(sleeper_spec(tmp_path, overlap="queue", catch_up="none"))))
     kinds = [d["kind"] for d in out.documents]
     assert kinds == ["ConfigMap", "RayCronJob"]
     assert "sleeper.py" in json.dumps(out.documents[0])
     assert [validate_manifest(d) for d in out.documents[1:]] == [[]]
     assert "`overlap: queue` is not enforced" in out.notices[0] and "catch_up: none" in out.notices[1]
     with pytest.raises(UserError, match="no `schedule:` section"):
-        render_raycronjob(parse_spec({"job": JOB}))
+        render_raycronjob(prepare_render(parse_spec({"job": JOB})))
 
 
 # --- the CLI (no Ray needed) --------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import yaml
 
 from orchestrator import package
 from orchestrator.errors import UserError
+from orchestrator.render import prepare_render
 from orchestrator.spec import parse_spec
 
 pytestmark = pytest.mark.filterwarnings(
@@ -156,7 +157,7 @@ def test_a_symlinked_entry_script_ships_the_links_folder(tmp_path):
     from orchestrator.render.kuberay import entrypoint
 
     assert package.entrypoint(spec) == "python -u run.py"
-    assert entrypoint(spec) == "cd /opt/rlo/job && python -u run.py"
+    assert entrypoint(prepare_render(spec)) == "cd /opt/rlo/job && python -u run.py"
 
 
 def test_links_inside_the_folder_ship_as_their_content_everywhere(tmp_path):
@@ -183,19 +184,19 @@ def test_links_inside_the_folder_ship_as_their_content_everywhere(tmp_path):
     }
     assert {f.rel: f.path.read_text() for f in package.job_package(spec).files} == want
 
-    files = job_files(spec)
+    files = job_files(prepare_render(spec))
     assert {i["path"]: files.data[i["key"]] for i in files.items} == want
     scheduled = parse_spec(
         {"cluster": {"head": {"vcpus": 2}}, "job": {"entry_script": "job/train.py"}, "schedule": SCHEDULE},
         base_dir=tmp_path,
     )
-    cron = render_raycronjob(scheduled)
+    cron = render_raycronjob(prepare_render(scheduled))
     cm = cron.documents[0]
     items = cron.raycronjob["spec"]["jobTemplate"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["volumes"]
     paths = {i["key"]: i["path"] for v in items if "configMap" in v for i in v["configMap"]["items"]}
     assert {paths[k]: v for k, v in cm["data"].items()} == want
 
-    r = build_azureml(spec, vm_sizes={"head": "Standard_D2_v2"})
+    r = build_azureml(prepare_render(spec), vm_sizes={"head": "Standard_D2_v2"})
     write_azureml(r, tmp_path / "aml")
     code = Path(load_job(tmp_path / "aml" / "job.yml").jobs["head"].code)
     got = {p.relative_to(code).as_posix(): p for p in code.rglob("*") if not p.is_dir()}
@@ -244,7 +245,7 @@ def test_the_package_is_exactly_what_rays_own_packing_ships(tmp_path, monkeypatc
     spec = parse_spec({"job": {"entry_script": "job/train.py"}}, base_dir=tmp_path)
 
     pkg = package.job_package(spec)
-    runtime_env = package.runtime_env(spec, {}, ship_project=False)
+    runtime_env = package.runtime_env(spec, pkg, {}, ship_project=False)
     assert runtime_env["working_dir"] == str(job) and runtime_env["excludes"] == list(pkg.excludes)
     shipped = {f.rel: f.path.read_bytes() for f in pkg.files}
     assert set(shipped) == {
@@ -362,6 +363,6 @@ def test_binary_files_ship_in_the_configmap_as_base64(tmp_path):
     job = job_folder(tmp_path)
     (job / "weights.bin").write_bytes(b"\xff\x00\xfe")
     spec = parse_spec({"job": {"entry_script": "job/train.py"}}, base_dir=tmp_path)
-    files = job_files(spec)
+    files = job_files(prepare_render(spec))
     key = next(i["key"] for i in files.items if i["path"] == "weights.bin")
     assert base64.b64decode(files.binary[key]) == b"\xff\x00\xfe"

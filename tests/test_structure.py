@@ -31,6 +31,7 @@ JOB_SIDE = (
     "entry_scripts.pong_impala",
 )
 SUBMITTING_SIDE = (
+    "orchestrator.submission",
     "orchestrator.submit",
     "orchestrator.run",
     "orchestrator.estimator",
@@ -91,6 +92,7 @@ LAYERS = (
     (
         "api",
         (
+            "orchestrator.submission",
             "orchestrator.submit",
             "orchestrator.run",
             "orchestrator.estimator",

@@ -4,6 +4,7 @@ spec and its script live inside RLO_HOME."""
 from __future__ import annotations
 
 from orchestrator.package import WORKING_DIR_EXCLUDES, excludes_for
+from orchestrator.render import prepare_render
 
 
 def test_the_tools_state_never_travels_with_the_job(tmp_path, monkeypatch):
@@ -40,5 +41,5 @@ def test_kuberay_job_files_leave_the_tools_state_out(tmp_path, monkeypatch):
     (home / "helper.py").write_text("X = 1")
     monkeypatch.setenv("RLO_HOME", str(home))
     spec = parse_spec({"job": {"entry_script": "train.py"}}, base_dir=home)
-    paths = {item["path"] for item in job_files(spec).items}
+    paths = {item["path"] for item in job_files(prepare_render(spec)).items}
     assert paths == {"train.py", "helper.py"}

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from importlib import metadata
 
+from ..spec import Spec
+from ..submission import Submission, prepare
+
 
 def project_version() -> str:
     """This project's version, which tags the images built from `docker/`."""
@@ -32,3 +35,9 @@ def resolve_images(image: str | None = None, head_image: str | None = None, work
     """`image` sets both; `head_image` / `worker_image` win for their role; the defaults are docker/'s tags."""
     head, worker = default_images()
     return head_image or image or head, worker_image or image or worker
+
+
+def prepare_render(spec: Spec) -> Submission:
+    """`spec` made ready to render (`submission.prepare`): planned and checked as for `rlo submit`, except that
+    its tracking server is not contacted, since the rendered job runs elsewhere (Kubernetes, Azure ML)."""
+    return prepare(spec, reach_services=False)

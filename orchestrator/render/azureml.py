@@ -37,8 +37,9 @@ from ..contract import contract_env
 from ..errors import UserError
 from ..package import Package
 from ..placement import HEAD_POOL
-from ..planner import Plan, plan_spec
+from ..planner import Plan
 from ..spec import Spec
+from ..submission import Submission, new_run_id
 from . import resolve_images
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def _quiet_sdk() -> None:
 
 
 def build_azureml(
-    spec: Spec,
+    submission: Submission,
     *,
     run_id: str | None = None,
     image: str | None = None,
@@ -151,9 +152,7 @@ def build_azureml(
     from azure.ai.ml import Output, PyTorchDistribution, command
     from azure.ai.ml.entities import AmlCompute, Environment, NetworkSettings, PipelineJob
 
-    from .kuberay import new_run_id
-
-    plan = plan_spec(spec)
+    spec, plan = submission.spec, submission.plan
     run_id = run_id or new_run_id(spec)
     sizes = _sizes(spec, plan, vm_sizes)
     head_img, worker_img = resolve_images(image, head_image, worker_image)
@@ -179,17 +178,9 @@ def build_azureml(
     # The job's files: a user's entry script / source_dir travels as the steps' code snapshot. The SDK would
     # upload the folder as it is (following every link, honouring only a root .amlignore/.gitignore), so the
     # snapshot is a copy of exactly what `rlo submit` ships (`package.job_package`), made by `stage_code`.
-    from ..package import entrypoint, job_package
-
-    script = spec.resolved_entry_script()  # None: no entry script
-    if script is not None and not script.is_file():
-        raise UserError(
-            f"entry script `{spec.job.entry_script}` does not exist (looked for {script})",
-            fix="give a path relative to the spec file, or an absolute path",
-        )
-    pkg = job_package(spec)
+    pkg = submission.package
     source = pkg.root if pkg is not None else None
-    entry = entrypoint(spec)
+    entry = submission.entrypoint
     env = contract_env(run_id, "/placeholder", plan.as_env(), json.dumps(spec.to_dict()), 0.0)
     for k in ("RLO_RUN_DIR", "RLO_MODEL_DIR", "RLO_OUTPUT_DIR", "SM_MODEL_DIR", "SM_OUTPUT_DATA_DIR"):
         env.pop(k, None)  # set by the launcher from the head step's output folder
@@ -351,7 +342,7 @@ def azure_credential(timeout_s: float = 30.0):
 
 
 def submit_azureml(
-    spec: Spec,
+    submission: Submission,
     *,
     subscription: str | None = None,
     resource_group: str | None = None,
@@ -363,7 +354,7 @@ def submit_azureml(
     Everything that can fail without Azure is checked first, then the credentials: without them nothing is
     created. Returns the job's name and studio URL. Azure ML runs are not in the local run registry (follow
     them with `az ml job show` / the studio)."""
-    rendering = build_azureml(spec, **render_kwargs)
+    rendering = build_azureml(submission, **render_kwargs)
     coords = workspace_coordinates(subscription, resource_group, workspace)
     credential = azure_credential()
     import tempfile

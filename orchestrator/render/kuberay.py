@@ -37,10 +37,11 @@ from .. import package
 from ..contract import contract_env
 from ..errors import UserError
 from ..nodes import NodeParams, node_params
-from ..package import entry_in, job_package
+from ..package import entry_in
 from ..placement import HEAD_POOL
 from ..planner import Plan, plan_spec
 from ..spec import Spec
+from ..submission import Submission, new_run_id
 from . import project_version, ray_version, resolve_images
 
 API_VERSION = "ray.io/v1"
@@ -215,19 +216,12 @@ def _packaged_module(spec: Spec) -> str | None:
     return None
 
 
-def job_files(spec: Spec) -> JobFiles | None:
+def job_files(submission: Submission) -> JobFiles | None:
     """The user's files the job needs in the cluster, or None when the images already hold everything."""
-    job = spec.job
-    script = spec.resolved_entry_script()  # None: no entry script
-    if script is not None and not script.is_file():
-        raise UserError(
-            f"entry script `{job.entry_script}` does not exist (looked for {script})",
-            fix="give a path relative to the spec file, or an absolute path",
-        )
-    if _packaged_module(spec):
+    if _packaged_module(submission.spec):
         return None
     # The same files `rlo submit` ships as Ray's working_dir (escaping links and oversized folders refused).
-    pkg = job_package(spec)
+    pkg = submission.package
     if pkg is None:
         return None
     import base64
@@ -252,9 +246,9 @@ def job_files(spec: Spec) -> JobFiles | None:
     return files
 
 
-def entrypoint(spec: Spec) -> str:
+def entrypoint(submission: Submission) -> str:
     """The command the RayJob runs on the head: the same job as `rlo submit`, from the image or the job files."""
-    local = package.entrypoint(spec)
+    spec, local = submission.spec, submission.entrypoint
     script = spec.resolved_entry_script()
     if script is None:  # no entry script
         return local
@@ -284,14 +278,8 @@ def job_env(spec: Spec, run_id: str, plan: Plan, *, with_files: bool) -> dict[st
     return env
 
 
-def new_run_id(spec: Spec) -> str:
-    from ..submit import new_run_id as run_id
-
-    return run_id(spec)
-
-
 def rayjob_spec(
-    spec: Spec,
+    submission: Submission,
     *,
     run_id: str | None = None,
     cluster_selector: dict[str, str] | None = None,
@@ -309,13 +297,13 @@ def rayjob_spec(
     `cluster_selector` runs the job on an existing RayCluster (e.g. `{"ray.io/cluster": "NAME"}`) instead of
     one made for it. A job whose files travel as a ConfigMap (see `job_files`) needs `files_configmap`, the
     ConfigMap's name; `render_kuberay` makes both."""
-    plan = plan_spec(spec)
+    spec, plan = submission.spec, submission.plan
     run_id = run_id or new_run_id(spec)
-    files = job_files(spec)
+    files = job_files(submission)
     if files is not None and files_configmap is None:
         raise UserError(
             "this job's entry script / source_dir is not in the image, so it travels as a ConfigMap",
-            fix="pass `files_configmap=NAME` and apply `job_files(spec).configmap(NAME, spec)` too "
+            fix="pass `files_configmap=NAME` and apply `job_files(submission).configmap(NAME, spec)` too "
             "(`rlo render kuberay` writes both)",
         )
     if files is not None and cluster_selector:
@@ -327,7 +315,7 @@ def rayjob_spec(
     if spec.job.pip:
         runtime_env["pip"] = list(spec.job.pip)
     out: dict[str, Any] = {
-        "entrypoint": entrypoint(spec),
+        "entrypoint": entrypoint(submission),
         # The Ray job's submission id is the run id, as with `rlo submit` (the contract's RLO_RUN_ID).
         "jobId": run_id,
         "runtimeEnvYAML": yaml.safe_dump(runtime_env, sort_keys=True, width=1 << 20),
@@ -357,10 +345,16 @@ def rayjob_spec(
 
 
 def rayjob_manifest(
-    spec: Spec, *, name: str | None = None, namespace: str | None = None, run_id: str | None = None, **kwargs
+    submission: Submission,
+    *,
+    name: str | None = None,
+    namespace: str | None = None,
+    run_id: str | None = None,
+    **kwargs,
 ) -> dict:
     """A RayJob: a cluster made for the job, the job, and the cluster's removal when it ends. Keyword arguments
     as `rayjob_spec`."""
+    spec = submission.spec
     run_id = run_id or new_run_id(spec)
     # KubeRay names the job's cluster and submitter after the RayJob: keep it short.
     default = f"{k8s_name(spec.job.name or spec.job.algorithm or 'job', 30)}-{secrets.token_hex(2)}"
@@ -374,7 +368,7 @@ def rayjob_manifest(
         "apiVersion": API_VERSION,
         "kind": "RayJob",
         "metadata": metadata,
-        "spec": rayjob_spec(spec, run_id=run_id, **kwargs),
+        "spec": rayjob_spec(submission, run_id=run_id, **kwargs),
     }
 
 
@@ -387,7 +381,7 @@ class KubeRayRendering:
 
 
 def render_kuberay(
-    spec: Spec,
+    submission: Submission,
     *,
     namespace: str | None = None,
     image: str | None = None,
@@ -397,16 +391,17 @@ def render_kuberay(
     run_id: str | None = None,
 ) -> KubeRayRendering:
     """raycluster.yaml (the cluster alone) and rayjob.yaml (the job with its own cluster, and its files)."""
+    spec = submission.spec
     run_id = run_id or new_run_id(spec)
     images = {"image": image, "head_image": head_image, "worker_image": worker_image, "auth_secret": auth_secret}
-    files = job_files(spec)
+    files = job_files(submission)
     job_docs: list[dict] = []
     cm_name = None
     if files is not None:
         cm_name = k8s_name(f"{spec.job.name or 'job'}-files-{run_id[-4:]}", 63)
         job_docs.append(files.configmap(cm_name, spec, namespace))
-    job_docs.append(rayjob_manifest(spec, namespace=namespace, run_id=run_id, files_configmap=cm_name, **images))
-    cluster = raycluster_manifest(spec, namespace=namespace, **images)
+    job_docs.append(rayjob_manifest(submission, namespace=namespace, run_id=run_id, files_configmap=cm_name, **images))
+    cluster = raycluster_manifest(spec, namespace=namespace, plan=submission.plan, **images)
     return KubeRayRendering(run_id=run_id, files={"raycluster.yaml": [cluster], "rayjob.yaml": job_docs})
 
 

@@ -18,11 +18,12 @@ What the CRD (ray.io/v1 RayCronJob, `tests/data/kuberay-crds/`) can and cannot s
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserError
-from ..spec import Spec
+from ..submission import Submission
 from .kuberay import API_VERSION, LABEL_PREFIX, job_files, k8s_name, object_labels, rayjob_spec
 
 # KubeRay names each RayJob `<RayCronJob name>-<5 random chars>`, and the RayJob's name must stay short enough
@@ -48,7 +49,7 @@ class RayCronJobRendering:
 
 
 def render_raycronjob(
-    spec: Spec,
+    submission: Submission,
     *,
     name: str | None = None,
     namespace: str | None = None,
@@ -57,6 +58,7 @@ def render_raycronjob(
 ) -> RayCronJobRendering:
     """A RayCronJob (and its job files' ConfigMap) for a spec with a `schedule:` section. `rayjob_options` go to
     `render.kuberay.rayjob_spec` (image, head_image, worker_image, auth_secret, ...)."""
+    spec = submission.spec
     sched = spec.schedule
     if sched is None:
         raise UserError(
@@ -87,13 +89,15 @@ def render_raycronjob(
             "without a seed, so every run draws fresh random seeds"
         )
 
-    files = job_files(job_spec)
+    # The same plan, files and command: neither the schedule nor the seed changes them.
+    job = dataclasses.replace(submission, spec=job_spec)
+    files = job_files(job)
     documents: list[dict] = []
     cm_name = None
     if files is not None:
         cm_name = k8s_name(f"{cron_name}-files", 63)
         documents.append(files.configmap(cm_name, job_spec, namespace))
-    template = rayjob_spec(job_spec, run_id=f"rlo-{cron_name}-cron", files_configmap=cm_name, **rayjob_options)
+    template = rayjob_spec(job, run_id=f"rlo-{cron_name}-cron", files_configmap=cm_name, **rayjob_options)
     template.pop("jobId", None)  # one submission id per RayJob, made by KubeRay
 
     metadata: dict[str, Any] = {
