@@ -192,11 +192,11 @@ def submit_azureml(spec, args) -> int:
         workspace=args.workspace,
         **_azureml_kwargs(args),
     )
-    print(result["name"])
+    print(result.name)
     print(
-        f"[rlo] submitted to Azure ML as {result['name']} (run id {result['run_id']}); follow it in the studio"
-        + (f": {result['studio_url']}" if result["studio_url"] else "")
-        + f" or with `az ml job stream -n {result['name']}`",
+        f"[rlo] submitted to Azure ML as {result.name} (run id {result.run_id}); follow it in the studio"
+        + (f": {result.studio_url}" if result.studio_url else "")
+        + f" or with `az ml job stream -n {result.name}`",
         file=sys.stderr,
     )
     return 0

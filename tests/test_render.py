@@ -477,9 +477,10 @@ def test_submit_azureml_without_credentials_fails_fast_and_clearly(no_azure, cap
     assert _nothing_recorded(no_azure)
 
 
-def test_submit_azureml_creates_the_computes_then_the_job(no_azure, monkeypatch, capsys):
-    """With a workspace and credentials, what reaches Azure: stand-ins for the cloud's two calls that keep
-    what the SDK itself serializes for the wire (`_to_rest_object`)."""
+@pytest.fixture
+def fake_azure(no_azure, monkeypatch):
+    """A workspace and credentials: stand-ins for the cloud's two calls that keep what the SDK itself serializes
+    for the wire (`_to_rest_object`). Yields what was sent, in order."""
     import azure.ai.ml
 
     from orchestrator.render import azureml as aml
@@ -512,9 +513,10 @@ def test_submit_azureml_creates_the_computes_then_the_job(no_azure, monkeypatch,
     monkeypatch.setattr(azure.ai.ml, "MLClient", FakeMLClient)
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "sub")
     monkeypatch.setenv("AZURE_RESOURCE_GROUP", "rg")
-    argv = ["submit", str(CONFIGS / "azure-pong-impala.yaml"), "--backend", "azureml", "--workspace", "ws"]
-    argv += ["--image", "acr.io/rlo:1"]
-    assert main(argv) == 0
+    return sent
+
+
+def _sent_is_the_pong_job(sent: list[tuple[str, dict]]) -> None:
     assert [kind for kind, _ in sent] == ["compute", "compute", "job"]
     wire = [c["properties"]["properties"] for _, c in sent[:2]]  # the REST body, as sent
     assert [(w["vmSize"], w["scaleSettings"]["maxNodeCount"]) for w in wire] == [
@@ -523,7 +525,40 @@ def test_submit_azureml_creates_the_computes_then_the_job(no_azure, monkeypatch,
     ]
     jobs = sent[2][1]["properties"]["jobs"]
     assert set(jobs) == {"head", "pool_worker_cpu"} and jobs["pool_worker_cpu"]["resources"]["instance_count"] == 4
+
+
+def test_submit_azureml_creates_the_computes_then_the_job(fake_azure, capsys):
+    argv = ["submit", str(CONFIGS / "azure-pong-impala.yaml"), "--backend", "azureml", "--workspace", "ws"]
+    argv += ["--image", "acr.io/rlo:1"]
+    assert main(argv) == 0
+    _sent_is_the_pong_job(fake_azure)
     assert capsys.readouterr().out.strip() == "shy_job_123"
+
+
+def test_estimator_fit_azureml_sends_what_the_cli_sends(fake_azure):
+    from orchestrator import Estimator
+
+    est = Estimator.from_yaml(CONFIGS / "azure-pong-impala.yaml")
+    job = est.fit_azureml(workspace="ws", image="acr.io/rlo:1")
+    _sent_is_the_pong_job(fake_azure)
+    assert job.name == "shy_job_123" and job.run_id.startswith("rlo-")
+    with pytest.raises(UserError, match="Ray `address`"):
+        Estimator.from_yaml(CONFIGS / "azure-pong-impala.yaml", address="http://h:8265").fit_azureml(workspace="ws")
+    assert len(fake_azure) == 3  # the refused one sent nothing
+
+
+def test_estimator_render_is_rlo_render():
+    from orchestrator import Estimator
+
+    est = Estimator(spec=pong_azure())
+    ours = est.render("kuberay", run_id="rlo-r", namespace="rl")
+    theirs = kr.render_kuberay(prepare_render(pong_azure()), run_id="rlo-r", namespace="rl")
+    assert ours.files["raycluster.yaml"] == theirs.files["raycluster.yaml"]
+    job_ours, job_theirs = ours.files["rayjob.yaml"][-1], theirs.files["rayjob.yaml"][-1]
+    assert job_ours["spec"] == job_theirs["spec"] and job_ours["metadata"]["namespace"] == "rl"
+    assert est.render("azureml", run_id="rlo-r").run_id == "rlo-r"
+    with pytest.raises(UserError, match="render target `helm`"):
+        est.render("helm")  # type: ignore[arg-type]
 
 
 def test_submit_azureml_refuses_a_ray_address(no_azure, capsys):

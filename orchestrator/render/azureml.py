@@ -341,6 +341,16 @@ def azure_credential(timeout_s: float = 30.0):
     return credential
 
 
+@dataclass(frozen=True)
+class AzureMLJob:
+    """A job submitted to Azure ML (`submit_azureml`). It is not in the local run registry: follow it in the studio
+    or with `az ml job stream -n NAME`."""
+
+    run_id: str  # the job contract's RLO_RUN_ID
+    name: str  # Azure ML's job name
+    studio_url: str  # "" when the workspace gave none
+
+
 def submit_azureml(
     submission: Submission,
     *,
@@ -348,11 +358,11 @@ def submit_azureml(
     resource_group: str | None = None,
     workspace: str | None = None,
     **render_kwargs,
-) -> dict[str, str]:
+) -> AzureMLJob:
     """Render, check the workspace and credentials, then create the computes and submit the pipeline job.
 
     Everything that can fail without Azure is checked first, then the credentials: without them nothing is
-    created. Returns the job's name and studio URL. Azure ML runs are not in the local run registry (follow
+    created. Returns the job's names and studio URL. Azure ML runs are not in the local run registry (follow
     them with `az ml job show` / the studio)."""
     rendering = build_azureml(submission, **render_kwargs)
     coords = workspace_coordinates(subscription, resource_group, workspace)
@@ -368,4 +378,4 @@ def submit_azureml(
         # The SDK uploads the code snapshot during create_or_update: exactly the job's files, then gone.
         stage_code(rendering, Path(tmp) / (rendering.package.root.name if rendering.package else "code"))
         job = client.jobs.create_or_update(rendering.job, experiment_name=rendering.job.experiment_name)
-    return {"run_id": rendering.run_id, "name": job.name, "studio_url": getattr(job, "studio_url", "") or ""}
+    return AzureMLJob(run_id=rendering.run_id, name=job.name, studio_url=getattr(job, "studio_url", "") or "")
