@@ -6,8 +6,6 @@ Exit codes: 0 success, 1 the job or the engine failed, 2 a user error (bad spec,
 detached with Ctrl-C (the job goes on).
 """
 
-from __future__ import annotations
-
 import sys
 
 import typer

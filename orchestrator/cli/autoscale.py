@@ -5,8 +5,6 @@ rlo evaluate --baselines-only --episodes 200
 rlo load-profile --days 3 --seed 7 --out load.png
 """
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Annotated

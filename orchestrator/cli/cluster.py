@@ -1,7 +1,5 @@
 """`rlo cluster start-head|join|status|stop`: bring up a spec's cluster on your own machines or VMs."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated
 

@@ -1,8 +1,6 @@
 """What every command module of `rlo` shares: options and arguments declared as argparse declared them (no
 `[default: ...]` appended to the help text), one place for a command's help, and mutually exclusive flags."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import typer

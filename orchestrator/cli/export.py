@@ -4,8 +4,6 @@ Each command is a thin function over the Python API (`orchestrator.export`, `orc
 `rlo serve` imports neither Ray nor torch (nor the modules that do).
 """
 
-from __future__ import annotations
-
 import json
 import sys
 from typing import Annotated, Literal

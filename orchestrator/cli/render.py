@@ -8,8 +8,6 @@ as `-o DIR` would write them (compute-POOL.yml for each pool, then job.yml), one
 reads files, so that stream is to read, diff or split, and a job that ships its code (a `code/` folder) needs DIR.
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import Annotated, Literal

@@ -2,8 +2,6 @@
 
 Each command is a thin function over the Python API (the same calls)."""
 
-from __future__ import annotations
-
 import json
 import sys
 import time

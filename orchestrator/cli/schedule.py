@@ -3,8 +3,6 @@ schedule.
 
 Each command is a thin function over the Python API (`orchestrator.schedule`)."""
 
-from __future__ import annotations
-
 import json
 import os
 import signal

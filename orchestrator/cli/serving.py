@@ -3,8 +3,6 @@
 Each command is a thin function over the Python API (`orchestrator.serving`, `orchestrator.plots`).
 """
 
-from __future__ import annotations
-
 import json
 import sys
 from typing import Annotated

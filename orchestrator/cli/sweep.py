@@ -1,7 +1,5 @@
 """`rlo sweep results RUN` and `rlo sweep plot RUN`: a sweep's trials, the best one marked, and their curves."""
 
-from __future__ import annotations
-
 import json
 import sys
 from typing import Annotated
