@@ -86,7 +86,7 @@ def report(run_id: str, episodes: int) -> None:
     from orchestrator.autoscale.baselines import default_baselines
     from orchestrator.autoscale.ceiling import default_references
     from orchestrator.autoscale.evaluation import EVAL_SEEDS, EvaluationReport, evaluate
-    from orchestrator.cli_autoscale import evaluation_env_config
+    from orchestrator.cli.autoscale import evaluation_env_config
     from orchestrator.policy import CheckpointPolicy
 
     torch.set_num_threads(1)

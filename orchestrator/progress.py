@@ -1,8 +1,10 @@
-"""The live progress line shown while attached to a run."""
+"""The live progress line shown while attached to a run: what it says (`progress_line`), and on a terminal how it
+is shown (`LiveLine`, rich). Into a file or a pipe `Run.attach` writes it as plain lines instead."""
 
 from __future__ import annotations
 
 import math
+from typing import Any, TextIO
 
 from . import metrics
 
@@ -71,3 +73,44 @@ def progress_line(rec: dict, stop: dict[str, float], elapsed_s: float, earlier: 
     if stop:
         parts.append("stop: " + ", ".join(criterion_distance(k, v, rec) for k, v in stop.items()))
     return "[rlo] " + " | ".join(parts)
+
+
+class LiveLine:
+    """On a terminal: the progress line kept at the bottom (rich's `Live`), the log's lines printed above it.
+
+    Nothing is drawn until the first `update`; `close` leaves the last line on the screen. Job output is shown
+    as it came: no markup, no highlighting, long lines wrapped by the terminal, not cut."""
+
+    def __init__(self, out: TextIO) -> None:
+        from rich.console import Console
+
+        self._console = Console(file=out, highlight=False)
+        self._live: Any = None
+        self.text: str | None = None
+
+    def update(self, text: str) -> None:
+        from rich.text import Text
+
+        self.text = text
+        line = Text(text, no_wrap=True, overflow="ellipsis")
+        if self._live is None:
+            from rich.live import Live
+
+            # No refresh thread, and sys.stdout/stderr left alone: redrawn on each update only.
+            self._live = Live(
+                line, console=self._console, auto_refresh=False, redirect_stdout=False, redirect_stderr=False
+            )
+            self._live.start(refresh=True)
+        else:
+            self._live.update(line, refresh=True)
+
+    def print(self, line: str) -> None:
+        """A log line, above the progress line."""
+        from rich.text import Text
+
+        self._console.print(Text(line), soft_wrap=True)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None

@@ -22,7 +22,7 @@ from . import events
 from .backends import RayJobsBackend
 from .errors import EngineError, UserError
 from .metrics import RETURN_MEAN, read_records
-from .progress import progress_line
+from .progress import LiveLine, progress_line
 from .registry import TERMINAL, CheckpointRecord, Registry, RunRecord
 from .settings import settings
 from .spec import JobSpec
@@ -417,7 +417,8 @@ class Run:
         rec = self.refresh()
         stop = self._stop_criteria()
         tty = progress and hasattr(out, "isatty") and out.isatty()
-        state: dict = {"progress": None, "shown_at": None, "pending": None}
+        live = LiveLine(out) if tty else None  # a terminal: the progress line stays at the bottom (rich)
+        state: dict = {"shown_at": None, "pending": None}
         view = LogView()
         history: deque[dict] = deque(maxlen=PROGRESS_TREND_ITERATIONS + 1)
 
@@ -434,9 +435,8 @@ class Run:
                     history.append(payload)
                     earlier = history[0] if len(history) > 1 else None
                     text = progress_line(payload, stop, time.time() - rec.created_at, earlier)
-                    if tty:
-                        state["progress"] = text
-                        out.write("\r\033[K" + text)
+                    if live is not None:
+                        live.update(text)
                     else:
                         # Into a file or a pipe: a line per PROGRESS_EVERY_S of the job's training time.
                         t, shown = payload.get("time_total_s"), state["shown_at"]
@@ -461,22 +461,23 @@ class Run:
             if state["pending"]:  # the latest iteration first, so what follows reads in order
                 out.write(state["pending"] + "\n")
                 state["pending"] = None
-            if tty and state["progress"]:
-                out.write("\r\033[K")
-            out.write(line + "\n")
-            if tty and state["progress"]:
-                out.write(state["progress"])
+            if live is not None:
+                live.print(line)
+            else:
+                out.write(line + "\n")
             out.flush()
 
-        if rec.status in TERMINAL and not rec.job_id:
-            pass  # never reached the engine: nothing to stream, the final line says why
-        elif rec.status in TERMINAL:
-            for line in self.logs().splitlines():
-                show(line)
-        else:
-            asyncio.run(self._stream(show))
-        if tty and state["progress"]:
-            out.write("\n")
+        try:
+            if rec.status in TERMINAL and not rec.job_id:
+                pass  # never reached the engine: nothing to stream, the final line says why
+            elif rec.status in TERMINAL:
+                for line in self.logs().splitlines():
+                    show(line)
+            else:
+                asyncio.run(self._stream(show))
+        finally:  # also on Ctrl-C (detach): the terminal keeps the last progress line, the cursor back
+            if live is not None:
+                live.close()
         if state["pending"]:
             out.write(state["pending"] + "\n")  # the last iteration's line, in a file too
         final = self.wait()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli_autoscale import evaluation_env_config, parse_seeds
+from orchestrator.cli.autoscale import evaluation_env_config, parse_seeds
 from orchestrator.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -119,7 +119,7 @@ def test_unknown_run(home):
 
 def test_bad_flag_is_exit_2(home):
     res = rlo("submit")
-    assert res.returncode == 2 and "usage:" in res.stderr
+    assert res.returncode == 2 and "Usage: rlo submit" in res.stderr and "Missing argument 'SPEC'" in res.stderr
 
 
 def test_debug_variable_shows_the_stack(tmp_path, home, monkeypatch):

@@ -422,7 +422,7 @@ def test_cli_add_list_pause_resume_history_remove(tmp_path):
         (["--cron", "0 2 * *"], ["at `--cron`", "has 4 fields"]),
         (["--cron", "0 2 * * *", "--timezone", "Europe/Berlim"], ["at `--timezone`", "did you mean `Europe/Berlin`"]),
         (["--name", "Nightly_Run"], ["at `--name`", "lowercase letters"]),
-        (["--overlap", "replace"], ["invalid choice: 'replace'"]),
+        (["--overlap", "replace"], ["Invalid value for '--overlap'", "'replace' is not one of"]),
     ],
 )
 def test_cli_bad_input_stores_nothing(tmp_path, flags, needles):

@@ -384,7 +384,7 @@ def test_export_refuses_what_cannot_be_exported(autoscale_run, tmp_path, capsys)
     assert "no such folder" in _refused(capsys, "export", autoscale_run, "--checkpoint", tmp_path / "nowhere")
     assert "is a folder; it takes a file" in _refused(capsys, "export", autoscale_run, "-o", tmp_path)
     assert "cannot" in _refused(capsys, "export", autoscale_run, "-o", "/proc/rlo/policy.onnx")
-    assert "invalid choice: 'tflite'" in _refused(capsys, "export", autoscale_run, "--format", "tflite")
+    assert "'tflite' is not one of 'onnx'" in _refused(capsys, "export", autoscale_run, "--format", "tflite")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # nothing written by a refused export
 
 

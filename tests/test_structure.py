@@ -48,7 +48,7 @@ SUBMITTING_SIDE = (
 )
 
 
-# Lowest first. A module belongs to the layer of its longest matching prefix; `orchestrator.cli` covers cli_*.
+# Lowest first. A module belongs to the layer of its longest matching prefix.
 LAYERS = (
     (
         "base",
@@ -106,7 +106,21 @@ LAYERS = (
             "orchestrator.edge.server",
         ),
     ),
-    ("cli", ("orchestrator.cli",)),
+    (
+        "cli",
+        (
+            "orchestrator.cli",  # the app and main()
+            "orchestrator.cli.common",
+            "orchestrator.cli.runs",
+            "orchestrator.cli.serving",
+            "orchestrator.cli.autoscale",
+            "orchestrator.cli.schedule",
+            "orchestrator.cli.render",
+            "orchestrator.cli.sweep",
+            "orchestrator.cli.cluster",
+            "orchestrator.cli.export",
+        ),
+    ),
 )
 
 
@@ -114,7 +128,7 @@ def layer_of(module: str) -> int | None:
     best: tuple[int, int] | None = None
     for i, (_, prefixes) in enumerate(LAYERS):
         for p in prefixes:
-            hit = module == p or module.startswith(p + ".") or (p == "orchestrator.cli" and module.startswith(p + "_"))
+            hit = module == p or module.startswith(p + ".")
             if hit and (best is None or len(p) > best[1]):
                 best = (i, len(p))
     return None if best is None else best[0]
@@ -205,9 +219,7 @@ def reach(edges: dict[str, set[str]], start: str) -> dict[str, str]:
 
 
 def is_submitting(module: str) -> bool:
-    return any(module == s or module.startswith(s + ".") for s in SUBMITTING_SIDE) or module.startswith(
-        "orchestrator.cli_"
-    )
+    return any(module == s or module.startswith(s + ".") for s in SUBMITTING_SIDE)
 
 
 def test_the_graph_reader_sees_a_cycle_and_a_private_import(tmp_path, monkeypatch):

@@ -5,13 +5,14 @@ rlo evaluate --baselines-only --episodes 200
 rlo load-profile --days 3 --seed 7 --out load.png
 """
 
-from __future__ import annotations
-
-import argparse
 import json
 from pathlib import Path
+from typing import Annotated
 
-from .errors import UserError
+from ..errors import UserError
+from .common import arg, command, new_app, opt
+
+app = new_app()
 
 TRAINING_ONLY_KEYS = ("reward_scale", "observation_scale")
 
@@ -45,40 +46,60 @@ def evaluation_env_config(train_env_config: dict, minutes: int | None) -> dict:
     return cfg
 
 
-def cmd_evaluate(args) -> int:
-    from .autoscale import ENV_ID
-    from .autoscale.baselines import default_baselines
-    from .autoscale.ceiling import default_references
-    from .autoscale.evaluation import EVAL_SEEDS, TRAIN_SEEDS, evaluate
-    from .policy import CheckpointPolicy
-    from .run import attach
+@command(app, "evaluate", "evaluate an auto-scaling policy against tuned rule-based autoscalers")
+def evaluate_cmd(
+    target: Annotated[str | None, arg("RUN|CHECKPOINT", help="a run id or a checkpoint folder")] = None,
+    checkpoint: Annotated[
+        str, opt("--checkpoint", help="for a RUN: latest, best, or a path (default: latest)")
+    ] = "latest",
+    episodes: Annotated[int | None, opt("--episodes", help="held-out episodes (default 100)")] = None,
+    seeds_text: Annotated[
+        str | None,
+        opt("--seeds", help="explicit seeds, e.g. 1000000-1000099 (default: held-out evaluation seeds)"),
+    ] = None,
+    minutes: Annotated[int | None, opt("--minutes", help="episode length (default: the env's, 10,000)")] = None,
+    json_path: Annotated[
+        str | None, opt("--json", help="where to write the report (default: the run's folder/evaluation.json)")
+    ] = None,
+    env_config: Annotated[
+        str | None, opt("--env-config", help="for a CHECKPOINT folder: the training env_config as JSON")
+    ] = None,
+    baselines_only: Annotated[bool, opt("--baselines-only", help="evaluate only the baselines")] = False,
+    allow_training_seeds: Annotated[bool, opt("--allow-training-seeds", hidden=True)] = False,
+) -> int:
+    from ..autoscale import ENV_ID
+    from ..autoscale.baselines import default_baselines
+    from ..autoscale.ceiling import default_references
+    from ..autoscale.evaluation import EVAL_SEEDS, TRAIN_SEEDS, evaluate
+    from ..policy import CheckpointPolicy
+    from ..run import attach
 
-    if args.episodes is not None and args.episodes < 1:
+    if episodes is not None and episodes < 1:
         raise UserError("`--episodes` must be at least 1", fix="e.g. `--episodes 100`")
-    seeds = parse_seeds(args.seeds) if args.seeds else list(EVAL_SEEDS[: args.episodes or 100])
+    seeds = parse_seeds(seeds_text) if seeds_text else list(EVAL_SEEDS[: episodes or 100])
     overlap = [s for s in seeds if s in TRAIN_SEEDS]
-    if overlap and not args.allow_training_seeds:
+    if overlap and not allow_training_seeds:
         raise UserError(
             f"{len(overlap)} of the seeds are training seeds (0..{TRAIN_SEEDS.stop - 1}); a policy looks better on "
             "the episodes it was tuned on",
             fix=f"use held-out seeds (from {EVAL_SEEDS.start}), or pass `--allow-training-seeds` on purpose",
         )
 
-    from .outputs import output_file
+    from ..outputs import output_file
 
-    json_out = output_file(args.json, flag="--json", example="evaluation.json") if args.json else None
+    json_out = output_file(json_path, flag="--json", example="evaluation.json") if json_path else None
     policies: dict = {}
     train_env_config: dict = {}
     out_dir = Path.cwd()
-    if not args.baselines_only:
-        if not args.target:
+    if not baselines_only:
+        if not target:
             raise UserError("give a RUN id or a CHECKPOINT folder", fix="`rlo list` shows runs; or `--baselines-only`")
-        if Path(args.target).exists():
-            train_env_config = json.loads(args.env_config) if args.env_config else {}
-            policy = CheckpointPolicy.load(args.target, train_env_config)
+        if Path(target).exists():
+            train_env_config = json.loads(env_config) if env_config else {}
+            policy = CheckpointPolicy.load(target, train_env_config)
             label = "policy"
         else:
-            run = attach(args.target)
+            run = attach(target)
             info = run.policy_info()
             if info.get("env") != ENV_ID:
                 raise UserError(
@@ -87,19 +108,19 @@ def cmd_evaluate(args) -> int:
                     fix="evaluate a run of cluster_configs/local-autoscale.yaml",
                 )
             train_env_config = info.get("env_config") or {}
-            policy = run.policy(args.checkpoint)
+            policy = run.policy(checkpoint)
             label = info.get("algorithm", "policy").lower() if info.get("algorithm") else "policy"
             if run.run_dir and run.run_dir.is_dir():
                 out_dir = run.run_dir
         policies[label] = policy
-    env_config = evaluation_env_config(train_env_config, args.minutes)
-    policies.update(default_baselines(env_config))
-    policies.update(default_references(env_config))
+    eval_config = evaluation_env_config(train_env_config, minutes)
+    policies.update(default_baselines(eval_config))
+    policies.update(default_references(eval_config))
 
     import torch
 
     torch.set_num_threads(1)  # small batched forward passes: threads only add overhead on 2 cores
-    report = evaluate(policies, seeds=seeds, env_config=env_config)
+    report = evaluate(policies, seeds=seeds, env_config=eval_config)
     print(report.to_table())
     path = json_out or out_dir / "evaluation.json"
     path.write_text(report.to_json())
@@ -111,34 +132,20 @@ def cmd_evaluate(args) -> int:
 MAX_PROFILE_DAYS = 366
 
 
-def cmd_load_profile(args) -> int:
-    from .autoscale.plot import plot_load_profile
-    from .outputs import output_file
+@command(app, "load-profile", "plot the auto-scaling simulator's load over some days (PNG)")
+def load_profile(
+    days: Annotated[int, opt("--days")] = 3,
+    seed: Annotated[int, opt("--seed")] = 0,
+    out: Annotated[str, opt("--out")] = "load-profile.png",
+) -> int:
+    from ..autoscale.plot import plot_load_profile
+    from ..outputs import output_file
 
-    if not 0 < args.days <= MAX_PROFILE_DAYS:
+    if not 0 < days <= MAX_PROFILE_DAYS:
         raise UserError(
-            f"`--days {args.days}`: the load profile is drawn for 1 to {MAX_PROFILE_DAYS} days (one point a minute)",
+            f"`--days {days}`: the load profile is drawn for 1 to {MAX_PROFILE_DAYS} days (one point a minute)",
             fix="e.g. `--days 3` (the blog's figure)",
         )
-    out = output_file(args.out, flag="--out", example="load-profile.png")
-    path = plot_load_profile(out, days=args.days, seed=args.seed)
-    print(f"[rlo] load profile ({args.days} days, seed {args.seed}) written to {path}")
+    path = plot_load_profile(output_file(out, flag="--out", example="load-profile.png"), days=days, seed=seed)
+    print(f"[rlo] load profile ({days} days, seed {seed}) written to {path}")
     return 0
-
-
-def register(add) -> None:
-    sp = add("evaluate", cmd_evaluate, "evaluate an auto-scaling policy against tuned rule-based autoscalers")
-    sp.add_argument("target", nargs="?", metavar="RUN|CHECKPOINT", help="a run id or a checkpoint folder")
-    sp.add_argument("--checkpoint", default="latest", help="for a RUN: latest, best, or a path (default: latest)")
-    sp.add_argument("--episodes", type=int, default=None, help="held-out episodes (default 100)")
-    sp.add_argument("--seeds", help="explicit seeds, e.g. 1000000-1000099 (default: held-out evaluation seeds)")
-    sp.add_argument("--minutes", type=int, default=None, help="episode length (default: the env's, 10,000)")
-    sp.add_argument("--json", help="where to write the report (default: the run's folder/evaluation.json)")
-    sp.add_argument("--env-config", help="for a CHECKPOINT folder: the training env_config as JSON")
-    sp.add_argument("--baselines-only", action="store_true", help="evaluate only the baselines")
-    sp.add_argument("--allow-training-seeds", action="store_true", help=argparse.SUPPRESS)
-
-    sp = add("load-profile", cmd_load_profile, "plot the auto-scaling simulator's load over some days (PNG)")
-    sp.add_argument("--days", type=int, default=3)
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--out", default="load-profile.png")

@@ -1,0 +1,7 @@
+"""`python -m orchestrator.cli ARGS...` = `rlo ARGS...`."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
