@@ -9,7 +9,6 @@ detached with Ctrl-C (the job goes on).
 import sys
 
 import typer
-from typer._click import ClickException
 
 from ..errors import quiet_stdout, run_main
 from . import autoscale, cluster, export, render, runs, schedule, serving, sweep
@@ -46,8 +45,12 @@ def main(argv: list[str] | None = None) -> int:
                 return int(command.invoke(ctx) or 0)
         except typer.Exit as e:  # --help, or a command that exits on purpose
             return e.exit_code
-        except ClickException as e:  # a usage error: click's message, exit 2
-            e.show()
+        except typer.TyperException as e:  # a usage error (click's, which typer bundles): its message, exit 2
+            show = getattr(e, "show", None)
+            if show is not None:
+                show()
+            else:
+                print(f"Error: {e.format_message()}", file=sys.stderr)
             return e.exit_code
         except typer.Abort:
             print("\n[rlo] interrupted", file=sys.stderr)

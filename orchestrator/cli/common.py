@@ -4,7 +4,6 @@
 from typing import Any
 
 import typer
-from typer._click.exceptions import UsageError
 
 # Plain help (click's formatter, no rich panels), `-h` as well as `--help`, no shell-completion options.
 APP_SETTINGS: dict[str, Any] = {
@@ -38,4 +37,4 @@ def exclusive(**flags: object) -> None:
     """At most one of `flags` (flag text -> its value) is given, as argparse's mutually exclusive group says."""
     given = [f for f, v in flags.items() if v not in (None, False)]
     if len(given) > 1:
-        raise UsageError(f"argument {given[1]}: not allowed with argument {given[0]}")
+        raise typer.BadParameter(f"argument {given[1]}: not allowed with argument {given[0]}")
