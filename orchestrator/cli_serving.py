@@ -73,7 +73,7 @@ def cmd_deploy(args) -> int:
 
 def cmd_undeploy(args) -> int:
     from .errors import UserError
-    from .serving import undeploy
+    from .serving_ray import undeploy
 
     if bool(args.name) == bool(args.all):
         raise UserError("give an endpoint NAME or --all", fix="`rlo endpoints` lists what is deployed")

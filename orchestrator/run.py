@@ -391,7 +391,7 @@ class Run:
         return CheckpointPolicy.load(self.checkpoint_path(checkpoint), self.policy_info().get("env_config"))
 
     def deploy(self, checkpoint: str = "latest", **options):
-        """Serve this run's policy over HTTP (`rlo deploy`); returns a `serving.Predictor`.
+        """Serve this run's policy over HTTP (`rlo deploy`); returns a `predictor.Predictor`.
 
         `checkpoint`: latest, best or a path; `options`: name, host, port, api_key(_file), ... (serving.deploy)."""
         from .serving import deploy

@@ -19,8 +19,8 @@ import pytest
 from serving_helpers import free_port, http, ok, rlo, spec_file
 
 from orchestrator import Estimator, JobSpec, UserError, attach
+from orchestrator.predictor import PredictionError, Predictor
 from orchestrator.registry import _MIGRATIONS, SCHEMA_VERSION, EndpointRecord, Registry
-from orchestrator.serving import PredictionError, Predictor
 
 # Serve's one HTTP proxy is shared by every endpoint: all deployments of this module use this port.
 PORT = free_port()
