@@ -11,12 +11,13 @@ direct ingress, see SERVE_ENV_VARS). The applications outlive the command that d
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import socket
 import time
 import urllib.parse
+
+from filelock import BaseFileLock, FileLock
 
 from .errors import EngineError, UserError, did_you_mean
 from .registry import EndpointRecord, Registry
@@ -24,17 +25,13 @@ from .serving_options import DEFAULT_HOST, DEFAULT_PORT, check_port_free
 from .settings import settings
 
 
-@contextlib.contextmanager
-def serving_lock():
-    """One deploy/undeploy at a time on this machine's embedded Ray (they read and change Serve's state)."""
+def serving_lock() -> BaseFileLock:
+    """One deploy/undeploy at a time on this machine's embedded Ray (they read and change Serve's state): `with
+    serving_lock():` waits, without a time limit, for the exclusive lock on the embedded Ray's serving.lock. A new
+    lock each call, so two threads of one process wait for each other too."""
     path = settings().local_ray_dir / "serving.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return FileLock(path)
 
 
 @contextlib.contextmanager

@@ -169,6 +169,30 @@ def test_no_api_key_and_an_api_key_are_exclusive_flags(home, capsys):
     assert not (home / "local-ray" / "state.json").exists()
 
 
+def test_one_deploy_or_undeploy_at_a_time(home):
+    """The serving lock is the embedded Ray's serving.lock, exclusive: another holder (another thread here, as
+    another process would) waits until it is let go."""
+    import threading
+
+    from orchestrator.serving_ray import serving_lock
+    from orchestrator.settings import settings
+
+    order = []
+
+    def second() -> None:
+        with serving_lock():
+            order.append("other")
+
+    with serving_lock():
+        assert (settings().local_ray_dir / "serving.lock").is_file()
+        other = threading.Thread(target=second)
+        other.start()
+        time.sleep(0.5)
+        order.append("first lets go")
+    other.join(10)
+    assert order == ["first lets go", "other"]
+
+
 def test_port_in_use_is_said_only_for_a_busy_port():
     from orchestrator.serving_options import check_port_free
 
