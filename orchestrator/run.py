@@ -23,7 +23,8 @@ from .backends import RayJobsBackend
 from .errors import EngineError, UserError
 from .metrics import RETURN_MEAN, read_records
 from .progress import progress_line
-from .registry import TERMINAL, CheckpointRecord, Registry, RunRecord
+from .records import TERMINAL, CheckpointRecord, RunRecord
+from .registry import Registry
 from .settings import settings
 from .spec import JobSpec
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from .errors import EngineError, UserError, did_you_mean
 from .predictor import Predictor
-from .registry import EndpointRecord, Registry
+from .records import EndpointRecord
+from .registry import Registry
 from .serving_options import DEFAULT_HOST, check_name, check_options, is_loopback, read_key_file, resolve_api_key
 from .serving_ray import app_error, direct_urls, ray_session, serving_lock, start_serve
 from .settings import settings

@@ -20,7 +20,8 @@ import urllib.parse
 from filelock import BaseFileLock, FileLock
 
 from .errors import EngineError, UserError, did_you_mean
-from .registry import EndpointRecord, Registry
+from .records import EndpointRecord
+from .registry import Registry
 from .serving_options import DEFAULT_HOST, DEFAULT_PORT, check_port_free
 from .settings import settings
 

@@ -24,7 +24,8 @@ from .backends import EMBEDDED, RayJobsBackend
 from .errors import RloError, UserError
 from .interrupts import deferred_interrupt, shielded
 from .planner import Plan, check_fits, plan_spec
-from .registry import Registry, RunRecord
+from .records import RunRecord
+from .registry import Registry
 from .run import Run
 from .settings import settings
 from .spec import Spec

@@ -23,7 +23,8 @@ from serving_helpers import free_port, http, ok, rlo, spec_file
 
 from orchestrator import UserError, attach
 from orchestrator.predictor import Predictor
-from orchestrator.registry import EndpointRecord, Registry, RunRecord
+from orchestrator.records import EndpointRecord, RunRecord
+from orchestrator.registry import Registry
 
 # --- deploy flags, without Ray ---------------------------------------------------------------------------------------
 
