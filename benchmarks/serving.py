@@ -231,8 +231,9 @@ def main() -> None:
     import torch
 
     from orchestrator.local_ray import LocalRayManager
+    from orchestrator.predictor import Predictor
     from orchestrator.run import attach
-    from orchestrator.serving import Predictor, undeploy
+    from orchestrator.serving_ray import undeploy
 
     notes = []
     procs: list[subprocess.Popen] = []

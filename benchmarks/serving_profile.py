@@ -97,10 +97,10 @@ def deploy_floor(port: int) -> tuple[str, list[str]]:
     """A trivial ingress app beside the endpoint: (URL through the proxy, direct URLs)."""
     from fastapi import FastAPI, Request
 
-    from orchestrator import serving
     from orchestrator.local_ray import LocalRayManager
+    from orchestrator.serving_ray import direct_urls, ray_session
 
-    with serving._ray_session(LocalRayManager().current()):
+    with ray_session(LocalRayManager().current()):
         from ray import serve
 
         app = FastAPI()
@@ -118,15 +118,15 @@ def deploy_floor(port: int) -> tuple[str, list[str]]:
                 return {"action": 0}
 
         serve.run(Floor.bind(), name="profile-floor", route_prefix="/profile-floor")
-        direct = serving._direct_urls("profile-floor", "127.0.0.1", 1)
+        direct = direct_urls("profile-floor", "127.0.0.1", 1)
     return f"http://127.0.0.1:{port}/profile-floor", direct
 
 
 def delete_floor() -> None:
-    from orchestrator import serving
     from orchestrator.local_ray import LocalRayManager
+    from orchestrator.serving_ray import ray_session
 
-    with serving._ray_session(LocalRayManager().current()):
+    with ray_session(LocalRayManager().current()):
         from ray import serve
 
         serve.delete("profile-floor")
@@ -146,8 +146,9 @@ def main() -> None:
 
     from orchestrator.local_ray import LocalRayManager
     from orchestrator.predict_api import ObservationChecker, answer_batch, served_observation_space
+    from orchestrator.predictor import Predictor
     from orchestrator.run import attach
-    from orchestrator.serving import Predictor, undeploy
+    from orchestrator.serving_ray import undeploy
 
     secs = args.seconds
     rows: list[tuple[str, float, str]] = []

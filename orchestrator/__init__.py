@@ -19,7 +19,7 @@ _WHERE = {
     "Estimator": "estimator",
     **dict.fromkeys(("Plan", "plan_env_runners", "plan_spec"), "planner"),
     **dict.fromkeys(("Run", "attach", "list_runs"), "run"),
-    **dict.fromkeys(("PredictionError", "Predictor"), "serving"),
+    **dict.fromkeys(("PredictionError", "Predictor"), "predictor"),
     **dict.fromkeys(
         (
             "CheckpointConfig",
@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from .errors import EngineError, JobFailed, PlanError, RloError, SpecError, UserError
     from .estimator import Estimator
     from .planner import Plan, plan_env_runners, plan_spec
+    from .predictor import PredictionError, Predictor
     from .run import Run, attach, list_runs
-    from .serving import PredictionError, Predictor
     from .spec import (
         CheckpointConfig,
         ClusterSpec,

@@ -23,7 +23,8 @@ from .backends import RayJobsBackend
 from .errors import EngineError, UserError
 from .metrics import RETURN_MEAN, read_records
 from .progress import LiveLine, progress_line
-from .registry import TERMINAL, CheckpointRecord, Registry, RunRecord
+from .records import TERMINAL, CheckpointRecord, RunRecord
+from .registry import Registry
 from .settings import settings
 from .spec import JobSpec
 
@@ -390,7 +391,7 @@ class Run:
         return CheckpointPolicy.load(self.checkpoint_path(checkpoint), self.policy_info().get("env_config"))
 
     def deploy(self, checkpoint: str = "latest", **options):
-        """Serve this run's policy over HTTP (`rlo deploy`); returns a `serving.Predictor`.
+        """Serve this run's policy over HTTP (`rlo deploy`); returns a `predictor.Predictor`.
 
         `checkpoint`: latest, best or a path; `options`: name, host, port, api_key(_file), ... (serving.deploy)."""
         from .serving import deploy

@@ -26,7 +26,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .cron import CronExpression, SystemClock, due_firings, iso_time
 from .errors import EngineError, RloError, UserError, did_you_mean
-from .registry import TERMINAL, FiringRecord, Registry, ScheduleRecord
+from .records import TERMINAL, FiringRecord, ScheduleRecord
+from .registry import Registry
 from .settings import settings
 
 if TYPE_CHECKING:

@@ -20,7 +20,8 @@ from . import package
 from .backends import EMBEDDED, RayJobsBackend
 from .errors import RloError
 from .interrupts import deferred_interrupt, shielded
-from .registry import Registry, RunRecord
+from .records import RunRecord
+from .registry import Registry
 from .run import Run
 from .settings import settings
 from .spec import Spec

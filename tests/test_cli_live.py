@@ -9,7 +9,8 @@ import time
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.registry import Registry, RunRecord
+from orchestrator.records import RunRecord
+from orchestrator.registry import Registry
 from orchestrator.settings import settings
 
 

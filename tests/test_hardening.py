@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.registry import Registry, RunRecord
+from orchestrator.records import RunRecord
+from orchestrator.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 RLO = [sys.executable, "-m", "orchestrator.cli"]

@@ -16,7 +16,8 @@ import pytest
 
 from orchestrator import metrics
 from orchestrator.plots import DPI, FIGSIZE, LivePlot, plot_runs
-from orchestrator.registry import Registry, RunRecord
+from orchestrator.records import RunRecord
+from orchestrator.registry import Registry
 from orchestrator.run import attach
 from orchestrator.settings import settings
 

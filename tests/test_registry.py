@@ -7,7 +7,9 @@ import time
 import pytest
 
 from orchestrator.errors import RunNotFound
-from orchestrator.registry import SCHEMA_VERSION, Registry, RunRecord
+from orchestrator.records import RunRecord
+from orchestrator.registry import Registry
+from orchestrator.registry_schema import SCHEMA_VERSION
 
 
 def rec(run_id, created=None, **kw):

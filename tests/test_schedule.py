@@ -266,7 +266,7 @@ def test_pause_resume_skips_the_paused_times(reg, tmp_path):
 
 
 def test_interrupted_firing_is_never_resubmitted(reg, tmp_path):
-    from orchestrator.registry import RunRecord
+    from orchestrator.records import RunRecord
     from orchestrator.schedule import firing_tag
 
     start = ts("2026-11-22T00:00:30+00:00")

@@ -19,8 +19,10 @@ import pytest
 from serving_helpers import free_port, http, ok, rlo, spec_file
 
 from orchestrator import Estimator, JobSpec, UserError, attach
-from orchestrator.registry import _MIGRATIONS, SCHEMA_VERSION, EndpointRecord, Registry
-from orchestrator.serving import PredictionError, Predictor
+from orchestrator.predictor import PredictionError, Predictor
+from orchestrator.records import EndpointRecord
+from orchestrator.registry import Registry
+from orchestrator.registry_schema import MIGRATIONS, SCHEMA_VERSION
 
 # Serve's one HTTP proxy is shared by every endpoint: all deployments of this module use this port.
 PORT = free_port()
@@ -32,7 +34,7 @@ PORT = free_port()
 def test_registry_migrates_version_1_forward(tmp_path):
     path = tmp_path / "registry.db"
     with sqlite3.connect(path) as c:  # a registry written by the previous version
-        c.executescript(_MIGRATIONS[1])
+        c.executescript(MIGRATIONS[1])
         c.execute(
             "INSERT INTO runs (id, name, created_at, updated_at, backend, status, spec_json) "
             "VALUES ('r1', 'r1', 1, 1, 'ray-local', 'SUCCEEDED', '{}')"

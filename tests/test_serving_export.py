@@ -23,7 +23,7 @@ from serving_helpers import ROOT, free_port, http, ok, rlo, spec_file
 from test_serving import env_observations, training_observations
 
 from orchestrator import attach
-from orchestrator.serving import Predictor
+from orchestrator.predictor import Predictor
 
 # test_serving's short PPO run on the auto-scaling env with observation_scale (a module fixture: trained once here).
 autoscale_run = test_serving.autoscale_run

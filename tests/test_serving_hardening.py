@@ -22,8 +22,9 @@ import pytest
 from serving_helpers import free_port, http, ok, rlo, spec_file
 
 from orchestrator import UserError, attach
-from orchestrator.registry import EndpointRecord, Registry, RunRecord
-from orchestrator.serving import Predictor
+from orchestrator.predictor import Predictor
+from orchestrator.records import EndpointRecord, RunRecord
+from orchestrator.registry import Registry
 
 # --- deploy flags, without Ray ---------------------------------------------------------------------------------------
 
@@ -169,18 +170,42 @@ def test_no_api_key_and_an_api_key_are_exclusive_flags(home, capsys):
     assert not (home / "local-ray" / "state.json").exists()
 
 
+def test_one_deploy_or_undeploy_at_a_time(home):
+    """The serving lock is the embedded Ray's serving.lock, exclusive: another holder (another thread here, as
+    another process would) waits until it is let go."""
+    import threading
+
+    from orchestrator.serving_ray import serving_lock
+    from orchestrator.settings import settings
+
+    order = []
+
+    def second() -> None:
+        with serving_lock():
+            order.append("other")
+
+    with serving_lock():
+        assert (settings().local_ray_dir / "serving.lock").is_file()
+        other = threading.Thread(target=second)
+        other.start()
+        time.sleep(0.5)
+        order.append("first lets go")
+    other.join(10)
+    assert order == ["first lets go", "other"]
+
+
 def test_port_in_use_is_said_only_for_a_busy_port():
-    from orchestrator.serving import _check_port_free
+    from orchestrator.serving_options import check_port_free
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(UserError) as e:
-            _check_port_free("127.0.0.1", port)
+            check_port_free("127.0.0.1", port)
     assert "something else listens there" in str(e.value) and "pick another port with --port" in str(e.value)
     with pytest.raises(UserError) as e:
-        _check_port_free("192.0.2.1", free_port())  # not this machine's address: not a port problem
+        check_port_free("192.0.2.1", free_port())  # not this machine's address: not a port problem
     assert "another port" not in str(e.value) and "an address of this machine" in str(e.value)
 
 
@@ -235,6 +260,69 @@ def test_content_type_must_be_json():
         with pytest.raises(BadRequest) as e:
             check_content_type({"content-type": bad} if bad else {})
         assert e.value.status == 415 and "-H 'Content-Type: application/json'" in e.value.detail
+
+
+# --- the client, without the engine ---------------------------------------------------------------------------------
+
+CLIENT_WITHOUT_RAY = """
+import importlib.abc, json, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class NoRay(importlib.abc.MetaPathFinder):  # as on a machine where Ray is not installed
+    def find_spec(self, name, path=None, target=None):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError(f"No module named {name!r}")
+
+sys.meta_path.insert(0, NoRay())
+
+class Endpoint(BaseHTTPRequestHandler):
+    def _answer(self, body):
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        assert self.headers["Authorization"] == "Bearer k", self.headers
+        self._answer({"observation_space": {"shape": [2]}} if self.path == "/p/info" else {"status": "ok"})
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self._answer({"actions": [1] * len(body["observations"])} if "observations" in body else {"action": 1})
+
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+
+from orchestrator.predictor import Predictor
+import orchestrator
+
+assert orchestrator.Predictor is Predictor
+p = Predictor(f"http://127.0.0.1:{server.server_port}/p", "k")
+assert p.healthy()
+assert p.predict([0.0, 0.0]).tolist() == 1 and p.predict([[0.0, 0.0]] * 3).tolist() == [1, 1, 1]
+print(sorted(m for m in sys.modules if m == "ray" or m.startswith("ray.")))
+"""
+
+
+def test_the_client_queries_an_endpoint_without_ray():
+    """`orchestrator.predictor` in a fresh interpreter where Ray cannot be imported: it loads no `ray` module and
+    talks to an endpoint (a stand-in HTTP server with the endpoint's routes)."""
+    import subprocess
+
+    res = subprocess.run(
+        [sys.executable, "-c", CLIENT_WITHOUT_RAY],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[1],
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["[]"]
 
 
 # --- real Serve on 127.0.0.1 ---------------------------------------------------------------------------------------

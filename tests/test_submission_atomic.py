@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.local_ray import LocalRayManager
-from orchestrator.registry import Registry, RunRecord
+from orchestrator.records import RunRecord
+from orchestrator.registry import Registry
 
 pytestmark = pytest.mark.ray
 
@@ -157,7 +158,7 @@ def job_exists(local_ray, job_id: str) -> bool:
 
 
 def forget(rlo_home, run_id: str) -> None:
-    with Registry(rlo_home / "registry.db")._conn() as c:
+    with Registry(rlo_home / "registry.db").db.transaction() as c:
         c.execute("DELETE FROM runs WHERE id=?", (run_id,))
 
 

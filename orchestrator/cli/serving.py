@@ -139,7 +139,7 @@ def undeploy_cmd(
     verbose: VerboseFlag = False,
 ) -> int:
     from ..errors import UserError
-    from ..serving import undeploy
+    from ..serving_ray import undeploy
 
     if bool(name) == bool(all_):
         raise UserError("give an endpoint NAME or --all", fix="`rlo endpoints` lists what is deployed")

@@ -114,7 +114,7 @@ def build_app(
 
 def _bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound before the URL is printed (so the URL is true, and port 0 picks one)."""
-    from ..serving import HOST_FIX
+    from ..serving_options import HOST_FIX
 
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     family, _, _, _, addr = infos[0]
@@ -159,7 +159,7 @@ def serve(
     """Serve `artifact` in the foreground until Ctrl-C (or SIGTERM); prints its URL first."""
     import uvicorn
 
-    from ..serving import check_name, check_options, is_loopback, resolve_api_key
+    from ..serving_options import check_name, check_options, is_loopback, resolve_api_key
 
     host = host or DEFAULT_HOST
     port = DEFAULT_PORT if port is None else port
