@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import EngineError
+from .polling import poll
 from .settings import Settings, settings
 
 HOST = "127.0.0.1"
@@ -251,19 +252,20 @@ class LocalRayManager:
             log_path=str(log_path),
             ports=ports,
         )
-        deadline = time.monotonic() + START_TIMEOUT_S
         jobs_url = state.dashboard_url + "/api/jobs/"
-        while time.monotonic() < deadline:
+
+        def up() -> bool:
             if proc.poll() is not None:
                 raise EngineError(
                     f"the embedded Ray exited while starting (code {proc.returncode}); last lines of {log_path}:\n"
                     + log_tail(log_path)
                 )
             # The Job API answering (not just the dashboard) is what submission needs.
-            if http_ok(jobs_url, state.headers()):
-                self.state_path.write_text(json.dumps(asdict(state), indent=2))
-                return state
-            time.sleep(0.5)
+            return http_ok(jobs_url, state.headers())
+
+        if poll(up, bool, START_TIMEOUT_S, 0.5):
+            self.state_path.write_text(json.dumps(asdict(state), indent=2))
+            return state
         self._stop_pid(proc.pid)
         raise EngineError(
             f"the embedded Ray did not answer on {state.dashboard_url} within {START_TIMEOUT_S}s; last lines of "
@@ -298,9 +300,7 @@ class LocalRayManager:
         # anything left (it was started in a session of its own, so the group holds only our processes).
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and pid_alive(pid):
-            time.sleep(0.2)
+        poll(lambda: pid_alive(pid), lambda alive: not alive, grace_s, 0.2)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError, OSError):
