@@ -14,7 +14,6 @@ as a bearer token on every Job API call.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -28,6 +27,8 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from filelock import FileLock
 
 from .errors import EngineError
 from .polling import poll
@@ -147,15 +148,10 @@ class LocalRayManager:
         self.dir = self.cfg.local_ray_dir
         self.state_path = self.dir / "state.json"
 
-    @contextlib.contextmanager
-    def _lock(self):
+    def _lock(self) -> FileLock:
+        """Held while the embedded Ray is started or stopped (by any process of this RLO_HOME); blocks."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / "lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return FileLock(self.dir / "lock")
 
     def current(self) -> LocalRay | None:
         """The embedded Ray if it is up (state recorded and answering), else None."""

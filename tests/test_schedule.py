@@ -362,6 +362,37 @@ def test_one_scheduler_per_registry(reg):
         pass
 
 
+_TAKE_LOCK = """
+import os, sys
+from orchestrator.registry import Registry
+from orchestrator.schedule import Scheduler, SchedulerLocked
+try:
+    Scheduler(Registry(sys.argv[1])).acquire()
+except SchedulerLocked as e:
+    print(e)
+    sys.exit(3)
+print(os.getpid())
+os._exit(0)  # dies holding the lock: no close()
+"""
+
+
+def test_the_lock_holds_across_processes_and_dies_with_its_holder(reg):
+    def other_process():
+        return subprocess.run(
+            [sys.executable, "-c", _TAKE_LOCK, str(reg.path)], capture_output=True, text=True, timeout=120
+        )
+
+    with Scheduler(reg) as sched:
+        res = other_process()
+        assert res.returncode == 3 and f"another scheduler (pid {os.getpid()}) is already running" in res.stdout
+    assert not sched.holder_path.exists()  # a clean stop leaves no holder behind
+    res = other_process()  # takes the lock and dies with it: its holder file stays, the lock goes with it
+    assert res.returncode == 0, res.stderr
+    assert sched.holder_path.read_text() == f"pid {res.stdout.strip()}"
+    with Scheduler(reg) as again:
+        assert again.holder_path.read_text() == f"pid {os.getpid()}"
+
+
 def too_big(tmp_path: Path) -> Path:
     """A job that can never run here (8 env runners on a head of 16 vCPUs, asked of a 2-core machine)."""
     path = sleeper_spec(tmp_path)
