@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import re
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
+
 from .errors import EngineError, UserError
 from .local_ray import LocalRayManager
+from .polling import poll
 
 _QUIET_SDK_LOGGERS = (
     "ray.dashboard.modules.dashboard_sdk",
@@ -183,21 +185,23 @@ class RayJobsBackend:
         self, *, job_id: str, entrypoint: str, runtime_env: dict, metadata: dict, agent_wait_s: float = 60.0
     ) -> str:
         c = self.client()
-        deadline = time.monotonic() + agent_wait_s
-        while True:
-            try:
-                return c.submit_job(
-                    entrypoint=entrypoint,
-                    submission_id=job_id,
-                    runtime_env=runtime_env,
-                    metadata={k: str(v) for k, v in metadata.items()},
-                )
-            except Exception as e:
-                # A head that just started answers before its node agent has registered: wait for it.
-                if "No available agent" in str(e) and time.monotonic() < deadline:
-                    time.sleep(1.0)
-                    continue
-                raise self._translate(e) from None
+        # A head that just started answers before its node agent has registered: wait for it.
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: "No available agent" in str(e)),
+            stop=stop_after_delay(agent_wait_s),
+            wait=wait_fixed(1.0),
+            reraise=True,
+        )
+        try:
+            return retrying(
+                c.submit_job,
+                entrypoint=entrypoint,
+                submission_id=job_id,
+                runtime_env=runtime_env,
+                metadata={k: str(v) for k, v in metadata.items()},
+            )
+        except Exception as e:
+            raise self._translate(e) from None
 
     def job_exists(self, job_id: str, timeout_s: float = 10.0) -> bool:
         """Whether the engine knows `job_id` (a submission id); bounded in time, for roll-backs."""
@@ -248,11 +252,7 @@ class RayJobsBackend:
 
     def resources(self, wait_s: float = 30.0) -> tuple[float, float]:
         """(CPUs, GPUs) the cluster has in total. A cluster that just started may list no node for a moment."""
-        deadline = time.monotonic() + wait_s
-        nodes = self.nodes()
-        while not nodes and time.monotonic() < deadline:
-            time.sleep(0.5)
-            nodes = self.nodes()
+        nodes = poll(self.nodes, bool, wait_s, 0.5)
         cpus = gpus = 0.0
         for n in nodes:
             res = n.get("resources_total") or {}

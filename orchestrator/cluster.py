@@ -26,6 +26,7 @@ from .local_ray import LocalRayManager, free_port, http_ok, log_tail, pid_alive,
 from .nodes import node_params
 from .placement import HEAD_POOL, pool_resource
 from .planner import Plan, plan_spec
+from .polling import poll
 from .settings import settings
 from .spec import Spec, load_spec, parse_spec
 
@@ -233,16 +234,16 @@ def _start(cmd: list[str], env: dict, node_dir: Path, ready, what: str, notices:
 
 
 def _wait(proc: subprocess.Popen, log_path: Path, ready, what: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
+    def up() -> bool:
         if proc.poll() is not None:
             raise EngineError(
                 f"{what} exited while starting (code {proc.returncode}); last lines of {log_path}:\n"
                 + log_tail(log_path)
             )
-        if ready():
-            return
-        time.sleep(0.5)
+        return ready()
+
+    if poll(up, bool, START_TIMEOUT_S, 0.5):
+        return
     LocalRayManager._stop_pid(proc.pid)
     raise EngineError(
         f"{what} did not come up within {START_TIMEOUT_S} s; last lines of {log_path}:\n" + log_tail(log_path)

@@ -3,11 +3,12 @@
 Pure, no engine and no registry: the spec's checks (`schedule.cron`, `schedule.timezone`) and the scheduler
 (`orchestrator.schedule`) both use it.
 
-Cron parsing and fire times come from APScheduler's CronTrigger (with zoneinfo time zones). Where APScheduler 3
-differs from standard cron, the expression is translated so that it means what cron (and KubeRay's RayCronJob)
-means: day-of-week numbers (0 and 7 are Sunday; APScheduler 3 counts 0 as Monday) and a restricted
-day-of-month *and* day-of-week (cron fires when either matches; APScheduler when both do). Clocks going back
-repeat an hour: a time that already fired in the first pass is not fired again (unless the hour field is `*`).
+Fire times come from croniter, which reads standard cron: 0 and 7 are Sunday, and a restricted day-of-month
+*and* day-of-week fire when either matches. Here the expression is first checked field by field, so that only
+standard 5-field cron gets through (croniter also takes seconds, `L`, `W`, `#` and `H`, which KubeRay's
+RayCronJob does not) and a mistake is reported with its field. Time zones are zoneinfo's. Clocks going forward
+skip an hour: a time in it fires once, at the change (as cron does). Clocks going back repeat an hour: a time that
+already fired in the first pass is not fired again (unless the hour field is `*`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from croniter import CroniterBadDateError, CroniterError, croniter
 
 from .errors import did_you_mean
 
@@ -40,47 +44,48 @@ _MACROS = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
-_APS_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
-_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # cron numbering: 0 (and 7) is Sunday
-_NUMERIC = re.compile(r"^[*0-9,/-]+$")
-_WITH_NAMES = re.compile(r"^[*0-9a-zA-Z,/-]+$")
-_DOW_ITEM = re.compile(r"^(\*|([0-7]|[a-z]{3})(-([0-7]|[a-z]{3}))?)(/([1-9][0-9]*))?$")
+# name, lowest and highest number, names (their index is their number)
+_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, ("", *"jan feb mar apr may jun jul aug sep oct nov dec".split())),
+    ("day-of-week", 0, 7, tuple("sun mon tue wed thu fri sat".split())),  # 0 and 7 are Sunday
+)
+_ITEM = re.compile(r"^(?:\*|(\w+)(?:-(\w+))?)(?:/(\d+))?$")
+_SYNTAX = "use numbers, `*`, ranges (a-b), lists (a,b) and steps (/n)"
 
 
 class CronError(ValueError):
     """An invalid cron expression; the message names the field."""
 
 
-def _dow_to_aps(value: str) -> str:
-    """A cron day-of-week field -> the same days for APScheduler 3 (names, so numbering cannot be confused)."""
-    if value in ("*", "?"):
-        return "*"
-    days: set[int] = set()
+def _check_field(name: str, lo: int, hi: int, names: tuple[str, ...], value: str) -> None:
+    """Standard cron syntax for one field, or a CronError that says what is wrong with it."""
+    if value == "?" and name in ("day-of-month", "day-of-week"):
+        return
     for item in value.lower().split(","):
-        m = _DOW_ITEM.match(item)
+        m = _ITEM.match(item)
         if not m:
-            raise CronError(f"day-of-week field `{value}`: `{item}` is not a day (0-7, sun-sat), range or step")
-
-        def num(tok: str) -> int:
+            raise CronError(f"{name} field `{value}`: {_SYNTAX}")
+        bounds = []
+        for tok in (t for t in m.group(1, 2) if t is not None):
             if tok.isdigit():
-                return int(tok) % 7
-            if tok not in _DOW_NAMES:
-                raise CronError(f"day-of-week field `{value}`: `{tok}` is not a day name (sun, mon, ... sat)")
-            return _DOW_NAMES.index(tok)
-
-        step = int(m.group(6)) if m.group(6) else 1
-        if m.group(1) == "*":
-            lo, hi = 0, 6
-        else:
-            lo = num(m.group(2))
-            hi_tok = m.group(4)
-            # `5-7` is Friday to Sunday; a single day with a step (`1/2`) runs to Saturday, as in cron.
-            hi = (7 if hi_tok == "7" else num(hi_tok)) if hi_tok else (6 if m.group(6) else lo)
-            if hi < lo:
-                raise CronError(f"day-of-week field `{value}`: the range `{item}` goes backwards")
-        days.update(d % 7 for d in range(lo, hi + 1, step))
-    return ",".join(_DOW_NAMES[d] for d in sorted(days))
+                n = int(tok)
+            elif tok in names:
+                n = names.index(tok)
+            elif names and tok.isalpha():
+                raise CronError(f"{name} field `{value}`: `{tok}` is not a {name} ({lo}-{hi}, {names[lo]}-{names[-1]})")
+            else:
+                raise CronError(f"{name} field `{value}`: {_SYNTAX}")
+            if n > hi or n < lo:
+                limit = f"higher than the maximum value ({hi})" if n > hi else f"lower than the minimum value ({lo})"
+                raise CronError(f"{name} field `{value}`: {n} is {limit}")
+            bounds.append(n)
+        if len(bounds) == 2 and bounds[1] < bounds[0]:
+            raise CronError(f"{name} field `{value}`: the range `{item}` goes backwards")
+        if m.group(3) is not None and int(m.group(3)) == 0:
+            raise CronError(f"{name} field `{value}`: the step in `{item}` must be 1 or more")
 
 
 @dataclass(frozen=True)
@@ -89,69 +94,55 @@ class CronExpression:
 
     expr: str
     timezone: str = "UTC"
-    _triggers: tuple = field(default=(), compare=False, repr=False)
-    _hour_wildcard: bool = field(default=False, compare=False, repr=False)
 
     @classmethod
     def parse(cls, expr: str, timezone: str = "UTC") -> CronExpression:
-        from apscheduler.triggers.cron import CronTrigger
-
-        tz = zone(timezone)
+        zone(timezone)
         text = " ".join(str(expr).split())
-        fields = _MACROS.get(text.lower(), text).split()
         if text.startswith("@") and text.lower() not in _MACROS:
             raise CronError(f"unknown shortcut `{text}` (known: {', '.join(_MACROS)})")
+        fields = _MACROS.get(text.lower(), text).split()
         if len(fields) != 5:
             raise CronError(f"`{text}` has {len(fields)} field{'s' if len(fields) != 1 else ''}; cron needs 5")
-        values: dict[str, str] = {}
-        for i, (name, aps, value) in enumerate(zip(_FIELDS, _APS_FIELDS, fields, strict=True)):
-            pattern = _WITH_NAMES if name == "month" else _NUMERIC
-            if name == "day-of-week":
-                value = _dow_to_aps(value)
-            elif name == "day-of-month" and value == "?":
-                value = "*"
-            elif not pattern.match(value):
-                raise CronError(f"{name} field `{value}`: use numbers, `*`, ranges (a-b), lists (a,b) and steps (/n)")
-            try:
-                CronTrigger(**{aps: value}, timezone=tz)
-            except ValueError as e:
-                raise CronError(f"{name} field `{fields[i]}`: {_aps_message(e)}") from None
-            values[aps] = value
-        # Standard cron: with both day fields restricted, a day matches when either does.
-        dom, dow = fields[2], fields[4]
-        triggers: tuple[CronTrigger, ...]
-        if dom.startswith(("*", "?")) or dow.startswith(("*", "?")):
-            triggers = (CronTrigger(**values, timezone=tz),)
-        else:
-            triggers = (
-                CronTrigger(**{**values, "day_of_week": "*"}, timezone=tz),
-                CronTrigger(**{**values, "day": "*"}, timezone=tz),
-            )
-        return cls(text, timezone, triggers, fields[1].startswith("*"))
+        for spec, value in zip(_FIELDS, fields, strict=True):
+            _check_field(*spec, value)
+        try:
+            croniter.expand(" ".join(fields))
+        except CroniterError as e:  # what the checks above let through and croniter does not take
+            raise CronError(f"`{text}`: {e}") from None
+        return cls(text, timezone)
 
     @property
     def tz(self) -> ZoneInfo:
         return zone(self.timezone)
 
+    def _fields(self) -> list[str]:
+        return _MACROS.get(self.expr.lower(), self.expr).split()
+
+    def times_after(self, ts: float) -> Iterator[float]:
+        """The fire times strictly after the Unix time `ts`, in order (endless unless no date matches)."""
+        fields = self._fields()
+        tz, hour_wildcard = self.tz, fields[1].startswith("*")
+        it = croniter(" ".join(fields), datetime.fromtimestamp(ts, tz))
+        while True:
+            try:
+                t = it.get_next(datetime)
+            except CroniterBadDateError:
+                return
+            # The second pass of an hour the clocks went back over: this wall time has already fired.
+            if t.timestamp() > ts and (hour_wildcard or not _repeated_wall_time(t, tz)):
+                yield t.timestamp()
+
     def next_after(self, ts: float) -> float | None:
         """The first fire time strictly after the Unix time `ts`, or None if there is none."""
-        start = datetime.fromtimestamp(ts, UTC) + timedelta(microseconds=1)
-        while True:
-            times = [t for t in (trig.get_next_fire_time(None, start) for trig in self._triggers) if t is not None]
-            if not times:
-                return None
-            nxt = min(times)
-            if self._hour_wildcard or not _repeated_wall_time(nxt, self.tz):
-                return nxt.timestamp()
-            # The second pass of an hour the clocks went back over: this wall time has already fired.
-            start = nxt.astimezone(UTC) + timedelta(microseconds=1)
+        return next(self.times_after(ts), None)
 
-    def times_between(self, after: float, until: float):
+    def times_between(self, after: float, until: float) -> Iterator[float]:
         """Fire times t with after < t <= until, in order."""
-        t = self.next_after(after)
-        while t is not None and t <= until:
+        for t in self.times_after(after):
+            if t > until:
+                return
             yield t
-            t = self.next_after(t)
 
 
 def _repeated_wall_time(dt: datetime, tz: ZoneInfo) -> bool:
@@ -159,12 +150,6 @@ def _repeated_wall_time(dt: datetime, tz: ZoneInfo) -> bool:
     naive = dt.astimezone(tz).replace(tzinfo=None)
     first, second = naive.replace(tzinfo=tz, fold=0), naive.replace(tzinfo=tz, fold=1)
     return first.utcoffset() != second.utcoffset() and dt.utcoffset() == second.utcoffset()
-
-
-def _aps_message(e: Exception) -> str:
-    msg = str(e)
-    m = re.match(r"Error validating expression '[^']*': (.*)", msg)
-    return m.group(1) if m else msg
 
 
 @lru_cache(maxsize=64)
@@ -246,6 +231,7 @@ def due_firings(
     on_time: list[float] = []
     late: deque[float] = deque(maxlen=max(max_catch_up, 1) + MAX_MISSED_ROWS)
     late_total = 0
+    later = cron.times_after(next_fire_at)
     t: float | None = next_fire_at
     while t is not None and t <= now:
         if now - t <= grace_s:
@@ -253,7 +239,7 @@ def due_firings(
         else:
             late.append(t)
             late_total += 1
-        t = cron.next_after(t)
+        t = next(later, None)
     late_list = list(late)
     if catch_up == "all":
         fire_late = late_list[-max_catch_up:]

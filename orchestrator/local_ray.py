@@ -14,7 +14,6 @@ as a bearer token on every Job API call.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -29,7 +28,10 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from filelock import FileLock
+
 from .errors import EngineError
+from .polling import poll
 from .settings import Settings, settings
 
 HOST = "127.0.0.1"
@@ -146,15 +148,10 @@ class LocalRayManager:
         self.dir = self.cfg.local_ray_dir
         self.state_path = self.dir / "state.json"
 
-    @contextlib.contextmanager
-    def _lock(self):
+    def _lock(self) -> FileLock:
+        """Held while the embedded Ray is started or stopped (by any process of this RLO_HOME); blocks."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / "lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return FileLock(self.dir / "lock")
 
     def current(self) -> LocalRay | None:
         """The embedded Ray if it is up (state recorded and answering), else None."""
@@ -251,19 +248,20 @@ class LocalRayManager:
             log_path=str(log_path),
             ports=ports,
         )
-        deadline = time.monotonic() + START_TIMEOUT_S
         jobs_url = state.dashboard_url + "/api/jobs/"
-        while time.monotonic() < deadline:
+
+        def up() -> bool:
             if proc.poll() is not None:
                 raise EngineError(
                     f"the embedded Ray exited while starting (code {proc.returncode}); last lines of {log_path}:\n"
                     + log_tail(log_path)
                 )
             # The Job API answering (not just the dashboard) is what submission needs.
-            if http_ok(jobs_url, state.headers()):
-                self.state_path.write_text(json.dumps(asdict(state), indent=2))
-                return state
-            time.sleep(0.5)
+            return http_ok(jobs_url, state.headers())
+
+        if poll(up, bool, START_TIMEOUT_S, 0.5):
+            self.state_path.write_text(json.dumps(asdict(state), indent=2))
+            return state
         self._stop_pid(proc.pid)
         raise EngineError(
             f"the embedded Ray did not answer on {state.dashboard_url} within {START_TIMEOUT_S}s; last lines of "
@@ -298,9 +296,7 @@ class LocalRayManager:
         # anything left (it was started in a session of its own, so the group holds only our processes).
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and pid_alive(pid):
-            time.sleep(0.2)
+        poll(lambda: pid_alive(pid), lambda alive: not alive, grace_s, 0.2)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError, OSError):

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
+from pydantic_core import PydanticCustomError
 
-# Field names of a /predict request.
-REQUEST_FIELDS = ("observation", "observations", "frames", "deterministic", "probabilities", "values")
 MAX_OBSERVATIONS_PER_REQUEST = 4096
 # The default body limit: room for a full batch of observations as JSON, within these bounds.
 MIN_BODY_BYTES = 1 << 20
@@ -206,6 +206,67 @@ async def _read_up_to(chunks, seen: int, most: int) -> None:
             return
 
 
+class PredictBody(BaseModel):
+    """A /predict body: one of the inputs (checked against the observation space by `ObservationChecker`) and the
+    flags. Strict: a flag is a JSON boolean, and a field not named here is refused."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    observation: Any = None
+    observations: Any = None
+    frames: Any = None
+    deterministic: bool = True
+    probabilities: bool = False
+    values: bool = False
+
+    @model_validator(mode="after")
+    def _one_input(self, info: ValidationInfo) -> PredictBody:
+        if len(self.inputs()) != 1:
+            frames = (info.context or {}).get("frames")
+            raise PydanticCustomError(
+                "one_input",
+                "give exactly one of `observation` (one observation), `observations` (a batch)"
+                + (" or `frames` (raw Atari frames)" if frames else "")
+                + (f"; got {' and '.join(self.inputs())}" if self.inputs() else "; got none"),
+            )
+        return self
+
+    def inputs(self) -> list[str]:
+        """The input fields the body has (a field given as null counts: it is then refused as not an array)."""
+        return [k for k in INPUT_FIELDS if k in self.model_fields_set]
+
+
+# Field names of a /predict request.
+INPUT_FIELDS = ("observation", "observations", "frames")
+REQUEST_FIELDS = tuple(PredictBody.model_fields)
+
+
+def _refusal(e: ValidationError, payload: Any) -> BadRequest:
+    """What is wrong with a body the model refused, for the caller: not an object, unknown fields (with "did you
+    mean"), then the model's first error. Unknown fields are named from the body's keys, not from pydantic's
+    errors: a body of many keys has one error per key, and listing them would cost more than the rest."""
+    if not isinstance(payload, dict):
+        return BadRequest(400, 'the request body must be a JSON object such as {"observation": [...]}')
+    unknown = sorted(set(payload) - set(REQUEST_FIELDS))
+    if unknown:
+        from .errors import did_you_mean
+
+        shown = unknown[:MAX_UNKNOWN_FIELDS_SHOWN]  # a body of a million keys gets a short answer
+        hints = [h for h in (did_you_mean(k, REQUEST_FIELDS) for k in shown) if h]
+        more = len(unknown) - len(shown)
+        return BadRequest(
+            400,
+            f"unknown field(s) {', '.join(f'`{k[:64]}`' for k in shown)}"
+            + (f" and {more} more" if more else "")
+            + (f" ({'; '.join(hints)})" if hints else "")
+            + f"; known fields: {', '.join(REQUEST_FIELDS)}",
+        )
+    err = e.errors(include_url=False, include_context=False)[0]
+    if err["type"] == "bool_type":
+        return BadRequest(400, f"`{err['loc'][0]}` must be true or false, got {json.dumps(err['input'])}")
+    return BadRequest(400, err["msg"])
+
+
 @dataclass
 class PredictRequest:
     obs: np.ndarray  # (N, *observation shape), in the space's dtype
@@ -239,42 +300,18 @@ class ObservationChecker:
             raise BadRequest(400, too_deep()) from None
         if _depth_over(payload, MAX_JSON_DEPTH):
             raise BadRequest(400, too_deep())
-        if not isinstance(payload, dict):
-            raise BadRequest(400, 'the request body must be a JSON object such as {"observation": [...]}')
-        unknown = sorted(set(payload) - set(REQUEST_FIELDS))
-        if unknown:
-            from .errors import did_you_mean
-
-            shown = unknown[:MAX_UNKNOWN_FIELDS_SHOWN]  # a body of a million keys gets a short answer
-            hints = [h for h in (did_you_mean(k, REQUEST_FIELDS) for k in shown) if h]
-            more = len(unknown) - len(shown)
-            raise BadRequest(
-                400,
-                f"unknown field(s) {', '.join(f'`{k[:64]}`' for k in shown)}"
-                + (f" and {more} more" if more else "")
-                + (f" ({'; '.join(hints)})" if hints else "")
-                + f"; known fields: {', '.join(REQUEST_FIELDS)}",
-            )
-        given = [k for k in ("observation", "observations", "frames") if k in payload]
-        if len(given) != 1:
-            raise BadRequest(
-                400,
-                "give exactly one of `observation` (one observation), `observations` (a batch)"
-                + (" or `frames` (raw Atari frames)" if self.atari else "")
-                + (f"; got {' and '.join(given)}" if given else "; got none"),
-            )
-        flags = {}
-        for name, default in (("deterministic", True), ("probabilities", False), ("values", False)):
-            value = payload.get(name, default)
-            if not isinstance(value, bool):
-                raise BadRequest(400, f"`{name}` must be true or false, got {json.dumps(value)}")
-            flags[name] = value
-        field = given[0]
+        try:
+            req = PredictBody.model_validate(payload, context={"frames": bool(self.atari)})
+        except ValidationError as e:
+            raise _refusal(e, payload) from None
+        (field,) = req.inputs()
         if field == "frames":
-            obs, single = self._from_frames(payload["frames"])
+            obs, single = self._from_frames(req.frames)
         else:
-            obs, single = self._observations(payload[field], field)
-        return PredictRequest(obs=obs, single=single, **flags)
+            obs, single = self._observations(getattr(req, field), field)
+        return PredictRequest(
+            obs=obs, single=single, deterministic=req.deterministic, probabilities=req.probabilities, values=req.values
+        )
 
     def _observations(self, value: Any, field: str) -> tuple[np.ndarray, bool]:
         arr = _as_numbers(value, field)

@@ -22,6 +22,7 @@ from . import events
 from .backends import RayJobsBackend
 from .errors import EngineError, UserError
 from .metrics import RETURN_MEAN, read_records
+from .polling import poll
 from .progress import LiveLine, progress_line
 from .records import TERMINAL, CheckpointRecord, RunRecord
 from .registry import Registry
@@ -163,14 +164,8 @@ class Run:
         return self.refresh().status in TERMINAL
 
     def wait(self, timeout: float | None = None, poll_s: float = 1.0) -> str:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            status = self.status()
-            if status in TERMINAL:
-                return status
-            if deadline is not None and time.monotonic() > deadline:
-                return status
-            time.sleep(poll_s)
+        """The run's status once it has ended, or after `timeout` seconds (None: no limit), whichever is first."""
+        return poll(self.status, lambda status: status in TERMINAL, timeout, poll_s)
 
     def stop(self, wait: bool = True, timeout: float = 60) -> str:
         rec = self.refresh()

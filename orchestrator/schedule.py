@@ -15,14 +15,15 @@ Cron expressions, the fire times a schedule owes and the clocks are `orchestrato
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
+
+from filelock import FileLock, Timeout
 
 from .cron import CronExpression, SystemClock, due_firings, iso_time
 from .errors import EngineError, RloError, UserError, did_you_mean
@@ -225,7 +226,7 @@ class Scheduler:
         self.registry = _registry(registry)
         self.clock = clock or SystemClock()
         self.log = log or (lambda line: None)
-        self._lock_file: IO[str] | None = None
+        self._lock: FileLock | None = None
 
     # --- the lock ---------------------------------------------------------------------------------------------
 
@@ -233,33 +234,38 @@ class Scheduler:
     def lock_path(self) -> Path:
         return self.registry.path.with_name(self.registry.path.name + ".scheduler.lock")
 
+    @property
+    def holder_path(self) -> Path:
+        """Who holds the lock, for the message of a scheduler that is refused. A file of its own: filelock 3
+        empties the lock file at each try to take it."""
+        return self.registry.path.with_name(self.registry.path.name + ".scheduler.holder")
+
     def acquire(self) -> Scheduler:
-        if self._lock_file is not None:
+        if self._lock is not None:
             return self
-        f = open(self.lock_path, "a+")  # noqa: SIM115 (held for the scheduler's lifetime)
+        # Not thread-local: the scheduler may be closed from another thread than the one that took the lock.
+        lock = FileLock(self.lock_path, thread_local=False)
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "?"
-            f.close()
+            lock.acquire(timeout=0)
+        except Timeout:
+            try:
+                holder = self.holder_path.read_text().strip() or "?"
+            except OSError:
+                holder = "?"
             raise SchedulerLocked(
                 f"another scheduler ({holder}) is already running on this registry ({self.registry.path})",
                 fix="run one `rlo scheduler` per registry: stop the other one, or give this one its own RLO_HOME",
             ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()}")
-        f.flush()
-        self._lock_file = f
+        self.holder_path.write_text(f"pid {os.getpid()}")
+        self._lock = lock
         self.recover()
         return self
 
     def close(self) -> None:
-        if self._lock_file is not None:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
+        if self._lock is not None:
+            self.holder_path.unlink(missing_ok=True)
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> Scheduler:
         return self.acquire()

@@ -57,8 +57,8 @@ def fires(expr: str, tz: str, after: str, n: int) -> list[str]:
 
 
 class TestCron:
-    def test_weekday_numbers_are_crons_not_apschedulers(self):
-        # 2026-11-22 is a Sunday. Cron's 0 and 7 are Sunday (APScheduler 3 alone would read 0 as Monday).
+    def test_weekday_numbers_are_crons(self):
+        # 2026-11-22 is a Sunday. Cron's 0 and 7 are Sunday (some schedulers count 0 as Monday).
         sunday = ["2026-11-29T00:00:00+00:00", "2026-12-06T00:00:00+00:00"]
         assert fires("0 0 * * 0", "UTC", "2026-11-22T01:00:00+00:00", 2) == sunday
         assert fires("0 0 * * 7", "UTC", "2026-11-22T01:00:00+00:00", 2) == sunday
@@ -77,6 +77,34 @@ class TestCron:
         # Both restricted: cron fires when either matches (the 13th, or any Friday).
         days = [d[:10] for d in fires("0 0 13 * 5", "UTC", "2026-11-22T01:00:00+00:00", 5)]
         assert days == ["2026-11-27", "2026-12-04", "2026-12-11", "2026-12-13", "2026-12-18"]
+        # One of them `*` (or `?`): the other one decides alone.
+        fridays = fires("0 0 ? * 5", "UTC", "2026-11-22T01:00:00+00:00", 2)
+        assert [d[:10] for d in fridays] == ["2026-11-27", "2026-12-04"]
+        thirteenths = fires("0 0 13 * *", "UTC", "2026-11-22T01:00:00+00:00", 2)
+        assert [d[:10] for d in thirteenths] == ["2026-12-13", "2027-01-13"]
+        # A stepped `*/10` is restricted (as in KubeRay's robfig/cron): the 1st, 11th, 21st, 31st or a Monday.
+        days = [d[:10] for d in fires("0 0 */10 * 1", "UTC", "2026-11-22T01:00:00+00:00", 4)]
+        assert days == ["2026-11-23", "2026-11-30", "2026-12-01", "2026-12-07"]
+
+    def test_names_and_ranges(self):
+        # Names in either case; `5-7` and `fri,sat,0` are the same days (Fri, Sat, Sun).
+        for expr in ("0 0 * * 5-7", "0 0 * * FRI,sat,0"):
+            assert [d[:10] for d in fires(expr, "UTC", "2026-11-22T01:00:00+00:00", 3)] == [
+                "2026-11-27",
+                "2026-11-28",
+                "2026-11-29",
+            ], expr
+        # A single day with a step runs to Saturday: Fri, Sat, then the next Friday.
+        assert [d[:10] for d in fires("0 0 * * 5/1", "UTC", "2026-11-22T01:00:00+00:00", 3)] == [
+            "2026-11-27",
+            "2026-11-28",
+            "2026-12-04",
+        ]
+        assert [d[:7] for d in fires("0 0 1 JAN-mar *", "UTC", "2026-11-22T01:00:00+00:00", 3)] == [
+            "2027-01",
+            "2027-02",
+            "2027-03",
+        ]
 
     def test_shortcuts_and_steps(self):
         assert fires("@daily", "UTC", "2026-11-22T01:00:00+00:00", 1) == ["2026-11-23T00:00:00+00:00"]
@@ -92,9 +120,15 @@ class TestCron:
         assert datetime.fromtimestamp(t, UTC).isoformat() == "2026-11-22T07:00:00+00:00"
 
     def test_dst_spring_forward_fires_once(self):
-        # 2026-03-29 02:30 does not exist in Berlin: it fires once that day, an hour later by the wall clock.
+        # 2026-03-29 02:30 does not exist in Berlin: it fires once that day, when the clocks jump (as cron does).
         got = fires("30 2 * * *", "Europe/Berlin", "2026-03-27T12:00:00+00:00", 3)
-        assert got == ["2026-03-28T02:30:00+01:00", "2026-03-29T03:30:00+02:00", "2026-03-30T02:30:00+02:00"]
+        assert got == ["2026-03-28T02:30:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"]
+        # Four times in the skipped hour: still one firing that day.
+        got = fires("*/15 2 * * *", "Europe/Berlin", "2026-03-28T12:00:00+00:00", 2)
+        assert got == ["2026-03-29T03:00:00+02:00", "2026-03-30T02:00:00+02:00"]
+        # With `*` hours the other hours fire as usual.
+        got = fires("30 * * * *", "Europe/Berlin", "2026-03-29T00:00:00+00:00", 2)
+        assert got == ["2026-03-29T01:30:00+01:00", "2026-03-29T03:30:00+02:00"]
 
     def test_dst_fall_back_does_not_fire_twice(self):
         # 2026-10-25 02:30 happens twice in Berlin; a fixed-time job fires on the first pass only.
@@ -103,19 +137,47 @@ class TestCron:
         # With `*` hours the repeated hour is elapsed time and fires as such.
         got = fires("0 * * * *", "Europe/Berlin", "2026-10-24T23:30:00+00:00", 3)
         assert got == ["2026-10-25T02:00:00+02:00", "2026-10-25T02:00:00+01:00", "2026-10-25T03:00:00+01:00"]
+        # Restricted hours across the change: 02:30 once, and the hours around it as usual.
+        got = fires("30 1-3 * * *", "Europe/Berlin", "2026-10-24T22:00:00+00:00", 4)
+        assert got == [
+            "2026-10-25T01:30:00+02:00",
+            "2026-10-25T02:30:00+02:00",
+            "2026-10-25T03:30:00+01:00",
+            "2026-10-26T01:30:00+01:00",
+        ]
+        # Asked from inside the repeated hour, the next time is after it (not the repeat of 02:30).
+        t = CronExpression.parse("30 2 * * *", "Europe/Berlin").next_after(ts("2026-10-25T00:45:00+00:00"))
+        assert local(t, "Europe/Berlin") == "2026-10-26T02:30:00+01:00"
+
+    def test_next_after_is_strictly_after(self):
+        cron = CronExpression.parse("*/20 9 * * *")
+        t = ts("2026-11-22T09:20:00+00:00")
+        assert cron.next_after(t) == t + 20 * 60 and cron.next_after(t - 0.5) == t
+        assert list(cron.times_between(t - 1, t + 20 * 60)) == [t, t + 20 * 60]
+        assert list(cron.times_between(t, t + 86400)) == [t + 20 * 60, t + 86400 - 20 * 60, t + 86400]
+        assert CronExpression.parse("0 0 30 2 *").next_after(t) is None
+        assert CronExpression.parse("0 0 29 2 *").next_after(t) == ts("2028-02-29T00:00:00+00:00")
 
     @pytest.mark.parametrize(
         "expr,needle",
         [
-            ("61 * * * *", "minute field `61`: the last value (61) is higher than the maximum value (59)"),
+            ("61 * * * *", "minute field `61`: 61 is higher than the maximum value (59)"),
             ("* 24 * * *", "hour field `24`"),
+            ("0 0 0 * *", "day-of-month field `0`: 0 is lower than the minimum value (1)"),
+            ("0 0 * * 8", "day-of-week field `8`: 8 is higher than the maximum value (7)"),
             ("* * *", "has 3 fields; cron needs 5"),
-            ("0 0 * * funday", "day-of-week field `funday`"),
-            ("0 0 * * 6-1", "goes backwards"),
-            ("0 0 L * *", "day-of-month field `L`"),
-            ("*/0 * * * *", "minute field `*/0`"),
+            ("* * * * * *", "has 6 fields; cron needs 5"),
+            ("0 0 * * funday", "day-of-week field `funday`: `funday` is not a day-of-week (0-7, sun-sat)"),
+            ("0 0 * * 6-1", "day-of-week field `6-1`: the range `6-1` goes backwards"),
+            ("0 0 * * sat-sun", "goes backwards"),
+            # croniter's extensions, which standard cron (and KubeRay) do not read
+            ("0 0 L * *", "day-of-month field `L`: use numbers, `*`, ranges (a-b), lists (a,b) and steps (/n)"),
+            ("0 0 1W * *", "day-of-month field `1W`"),
+            ("0 0 * * 1#2", "day-of-week field `1#2`"),
+            ("H * * * *", "minute field `H`"),
+            ("*/0 * * * *", "minute field `*/0`: the step in `*/0` must be 1 or more"),
             ("@fortnightly", "unknown shortcut `@fortnightly`"),
-            ("0 0 * jab *", "month field `jab`"),
+            ("0 0 * jab *", "month field `jab`: `jab` is not a month (1-12, jan-dec)"),
         ],
     )
     def test_invalid(self, expr, needle):
@@ -299,6 +361,37 @@ def test_one_scheduler_per_registry(reg):
             Scheduler(reg).acquire()
     with Scheduler(reg):  # released on exit
         pass
+
+
+_TAKE_LOCK = """
+import os, sys
+from orchestrator.registry import Registry
+from orchestrator.schedule import Scheduler, SchedulerLocked
+try:
+    Scheduler(Registry(sys.argv[1])).acquire()
+except SchedulerLocked as e:
+    print(e)
+    sys.exit(3)
+print(os.getpid())
+os._exit(0)  # dies holding the lock: no close()
+"""
+
+
+def test_the_lock_holds_across_processes_and_dies_with_its_holder(reg):
+    def other_process():
+        return subprocess.run(
+            [sys.executable, "-c", _TAKE_LOCK, str(reg.path)], capture_output=True, text=True, timeout=120
+        )
+
+    with Scheduler(reg) as sched:
+        res = other_process()
+        assert res.returncode == 3 and f"another scheduler (pid {os.getpid()}) is already running" in res.stdout
+    assert not sched.holder_path.exists()  # a clean stop leaves no holder behind
+    res = other_process()  # takes the lock and dies with it: its holder file stays, the lock goes with it
+    assert res.returncode == 0, res.stderr
+    assert sched.holder_path.read_text() == f"pid {res.stdout.strip()}"
+    with Scheduler(reg) as again:
+        assert again.holder_path.read_text() == f"pid {os.getpid()}"
 
 
 def too_big(tmp_path: Path) -> Path:

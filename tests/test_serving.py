@@ -293,6 +293,16 @@ BAD_REQUESTS = [
 ]
 
 
+@pytest.mark.parametrize("body,status,reason", BAD_REQUESTS, ids=[r[2][:40] for r in BAD_REQUESTS])
+def test_the_shared_request_checks_refuse_with_the_reason(body, status, reason):
+    # What both servers (the Serve endpoint, `rlo serve`) run on a body, without Ray.
+    from orchestrator.predict_api import BadRequest, ObservationChecker
+
+    with pytest.raises(BadRequest) as e:
+        ObservationChecker(gym.make("CartPole-v1").observation_space).parse(body.encode())
+    assert (e.value.status, reason in e.value.detail) == (status, True), e.value.detail
+
+
 @pytest.mark.ray
 @pytest.mark.parametrize("body,status,reason", BAD_REQUESTS, ids=[r[2][:40] for r in BAD_REQUESTS])
 def test_bad_requests_get_a_4xx_with_the_reason(endpoint, body, status, reason):

@@ -243,6 +243,39 @@ def test_many_unknown_fields_get_a_short_answer():
     assert e.status == 400 and "and 99995 more" in e.detail and len(e.detail) < 500
 
 
+@pytest.mark.parametrize(
+    "body,status,detail",
+    [
+        # Flags are JSON booleans only (strict: no 1, no "true").
+        ({"observation": [0] * 4, "values": 1}, 400, "`values` must be true or false, got 1"),
+        ({"observation": [0] * 4, "probabilities": "true"}, 400, '`probabilities` must be true or false, got "true"'),
+        # An input given as null counts as given: refused as not an array.
+        ({"observation": None}, 422, "`observation` must be an array of numbers, got NoneType"),
+        ({"observation": [0] * 4, "frames": None}, 400, "; got observation and frames"),
+        # Unknown fields are named first, whatever else is wrong.
+        ({"deterministic": "no", "extra": 1}, 400, "unknown field(s) `extra`; known fields: observation, observations"),
+        ({"observations": [[0] * 4], "valeus": True}, 400, "(did you mean `values`?)"),
+    ],
+)
+def test_request_fields_and_flags(body, status, detail):
+    e = bad_request(json.dumps(body).encode())
+    assert (e.status, detail in e.detail) == (status, True), e.detail
+
+
+def test_a_good_request_gets_its_flags_and_atari_bodies_are_told_about_frames():
+    from orchestrator.predict_api import BadRequest, ObservationChecker
+
+    req = cartpole_checker().parse(b'{"observation": [0, 0.1, 0.2, 0.3], "deterministic": false, "values": true}')
+    assert req.single and req.obs.shape == (1, 4) and req.obs.dtype == np.float32
+    assert (req.deterministic, req.probabilities, req.values) == (False, False, True)
+    atari = ObservationChecker(gym.spaces.Box(-1, 1, (64, 64, 4), np.float32), atari={"dim": 64, "framestack": 4})
+    with pytest.raises(BadRequest) as e:
+        atari.parse(b'{"values": true}')
+    assert e.value.status == 400 and e.value.detail.endswith(
+        "`observations` (a batch) or `frames` (raw Atari frames); got none"
+    )
+
+
 def test_default_body_limit_follows_the_observation_size():
     from orchestrator.serving_endpoint import default_body_limit
 

@@ -64,6 +64,7 @@ LAYERS = (
             "orchestrator.events",
             "orchestrator.interrupts",
             "orchestrator.outputs",
+            "orchestrator.polling",
             "orchestrator.metrics",
             "orchestrator.tables",
             "orchestrator.logview",

@@ -23,9 +23,12 @@ import sys
 import time
 from pathlib import Path
 
+from tenacity import Retrying, stop_after_delay, wait_fixed
+
 from ..nodes import node_params
 from ..placement import HEAD_POOL
 from ..planner import plan_spec
+from ..polling import poll
 from ..spec import Spec
 
 HEAD_FILE = "head.json"
@@ -69,11 +72,8 @@ def run_dir_env(run_dir: str) -> dict[str, str]:
 
 
 def wait_for(path: Path, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"[rlo] gave up after {timeout_s:.0f} s waiting for {what} ({path})")
-        time.sleep(POLL_S)
+    if not poll(path.exists, bool, timeout_s, POLL_S):
+        raise SystemExit(f"[rlo] gave up after {timeout_s:.0f} s waiting for {what} ({path})")
 
 
 def _pip(env: dict[str, str]) -> None:
@@ -128,17 +128,18 @@ def _stop(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
 def _connect(address: str, proc: subprocess.Popen, timeout_s: float):
     import ray
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if proc.poll() is not None:
+    def attempt():
+        if proc.poll() is not None:  # SystemExit is no Exception: not retried
             raise SystemExit(f"[rlo] the Ray head exited with code {proc.returncode} before it was up")
-        try:
-            # Ray annotates logging_level as int, but its own default is "info": setup_logger takes level names too
-            return ray.init(address=address, logging_level="WARNING", log_to_driver=False)  # type: ignore[arg-type]
-        except Exception as e:  # not up yet
-            if time.monotonic() > deadline:
-                raise SystemExit(f"[rlo] the Ray head did not come up in {timeout_s:.0f} s: {e}") from None
-            time.sleep(1.0)
+        # Ray annotates logging_level as int, but its own default is "info": setup_logger takes level names too
+        return ray.init(address=address, logging_level="WARNING", log_to_driver=False)  # type: ignore[arg-type]
+
+    # Any error is "not up yet" until the time is up.
+    retrying = Retrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(1.0), reraise=True)
+    try:
+        return retrying(attempt)
+    except Exception as e:
+        raise SystemExit(f"[rlo] the Ray head did not come up in {timeout_s:.0f} s: {e}") from None
 
 
 def head(args, spec: Spec) -> int:
@@ -163,16 +164,18 @@ def head(args, spec: Spec) -> int:
     if args.temp_dir:
         extra.append(f"--temp-dir={args.temp_dir}")
     proc = _ray(["--head", f"--port={args.port}", "--dashboard-host=127.0.0.1", *extra, *flags], env)
+
+    def alive_nodes() -> int:
+        return sum(1 for n in ray.nodes() if n.get("Alive"))
+
     rc = 1
     try:
         _connect(address, proc, 120.0)
         _write_atomic(rv / HEAD_FILE, json.dumps({"address": address}))
-        deadline = time.monotonic() + args.join_timeout
-        while (alive := sum(1 for n in ray.nodes() if n.get("Alive"))) < expected:
-            if time.monotonic() > deadline:
-                print(f"[rlo] only {alive} of {expected} nodes joined in {args.join_timeout:.0f} s", file=sys.stderr)
-                return 1
-            time.sleep(POLL_S)
+        alive = poll(alive_nodes, lambda n: n >= expected, args.join_timeout, POLL_S)
+        if alive < expected:
+            print(f"[rlo] only {alive} of {expected} nodes joined in {args.join_timeout:.0f} s", file=sys.stderr)
+            return 1
         print(f"[rlo] Ray cluster up: {expected} nodes; running: {args.entrypoint}", flush=True)
         job_env = {
             **env,
@@ -186,9 +189,7 @@ def head(args, spec: Spec) -> int:
         _write_atomic(rv / DONE_FILE, str(rc))
         # The pool nodes drain through the head when they stop: let them go first.
         with contextlib.suppress(Exception):
-            deadline = time.monotonic() + LEAVE_TIMEOUT_S
-            while sum(1 for n in ray.nodes() if n.get("Alive")) > 1 and time.monotonic() < deadline:
-                time.sleep(1.0)
+            poll(alive_nodes, lambda n: n <= 1, LEAVE_TIMEOUT_S, 1.0)
         with contextlib.suppress(Exception):
             ray.shutdown()
         _stop(proc)
@@ -205,15 +206,13 @@ def worker(args, spec: Spec) -> int:
     extra = _port_flags(head=False) if args.free_ports else []
     proc = _ray([f"--address={address}", *extra, *flags], env)
     try:
-        deadline = time.monotonic() + args.job_timeout
-        while not (rv / DONE_FILE).exists():
+        done = poll(lambda: (rv / DONE_FILE).exists(), lambda d: d or proc.poll() is not None, args.job_timeout, POLL_S)
+        if not done:
             if proc.poll() is not None:
                 print(f"[rlo] this node's Ray exited with code {proc.returncode}", file=sys.stderr)
-                return 1
-            if time.monotonic() > deadline:
+            else:
                 print(f"[rlo] the job did not end in {args.job_timeout:.0f} s", file=sys.stderr)
-                return 1
-            time.sleep(POLL_S)
+            return 1
     finally:
         _stop(proc)
     return 0
