@@ -2,7 +2,7 @@
 
 The routes, the request/response schema, the checks, the API key and the body limits are the Serve endpoint's
 (`predict_api`, shared by both), under the same URL layout: ``http://127.0.0.1:PORT/NAME/predict``, NAME the
-artifact's (the run's endpoint name) unless given, so `orchestrator.serving.Predictor(url)` works against either.
+artifact's (the run's endpoint name) unless given, so `orchestrator.predictor.Predictor(url)` works against either.
 One process, one policy, requests answered on the event loop (large batches on a worker thread).
 """
 
