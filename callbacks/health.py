@@ -11,6 +11,8 @@ import time
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
+from orchestrator import events
+
 # How long an algorithm may go without sampling a single env step before the job is failed.
 GRACE_S = 45.0
 
@@ -59,7 +61,6 @@ class WaitForReplacement(SamplingHealthCheck):
         total, healthy = group.num_remote_env_runners(), group.num_healthy_remote_env_runners()
         if healthy >= total:
             return
-        from orchestrator import events
 
         started = time.monotonic()
         events.emit(

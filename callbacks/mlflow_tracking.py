@@ -22,8 +22,12 @@ from pathlib import Path
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
+from callbacks.metrics import compact_result
 from orchestrator import events, tracking
 from orchestrator.errors import shorten
+from orchestrator.metrics import read_records
+from orchestrator.plots import Series, render
+from orchestrator.sweep import trial_values
 
 STATE_FILE = "mlflow.json"  # in the run's folder: the job's MLflow run and each trial's (for `rlo resume`)
 PARENT_TAG = "mlflow.parentRunId"  # what makes a run nested in MLflow's UI and API
@@ -113,8 +117,6 @@ class MLflowCallback(MLflowLoggerCallback):
         if run_id is None and self.swept is None:
             run_id = self.job_run_id
         elif run_id is None:
-            from orchestrator.sweep import trial_values
-
             assert self.swept is not None  # the branch above takes the runs of a job that is not a sweep
             assert self.tags is not None, "__init__ gives Ray's callback a dict of tags"
             tags = {**self.tags, PARENT_TAG: self.job_run_id, "rlo.trial_id": trial.trial_id}
@@ -135,8 +137,6 @@ class MLflowCallback(MLflowLoggerCallback):
 
     def _log_metrics(self, run_id: str, result: dict) -> None:
         from mlflow.entities import Metric
-
-        from callbacks.metrics import compact_result
 
         record = compact_result(result, self.reward_scale)
         step = int(record.get("training_iteration") or 0)
@@ -297,8 +297,6 @@ class JobTracking:
 
 def _plot(metrics_path: Path, out: Path, stop: dict[str, float], sw: dict | None, run_id: str) -> Path | None:
     """The learning curves (one per trial of a sweep), as `rlo plot` draws them."""
-    from orchestrator.metrics import read_records
-    from orchestrator.plots import Series, render
 
     if not metrics_path.is_file():
         return None

@@ -18,6 +18,11 @@ import json
 import sys
 from dataclasses import dataclass, field
 
+from orchestrator.contract import PlanNumbers, job_context
+from orchestrator.errors import run_main
+from orchestrator.policy import CheckpointPolicy
+from orchestrator.spec import CheckpointConfig, JobSpec
+
 
 @dataclass
 class Preset:
@@ -84,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.autoscale.baselines import default_baselines
     from orchestrator.autoscale.ceiling import default_references
     from orchestrator.autoscale.evaluation import EVAL_SEEDS, evaluate
-    from orchestrator.contract import PlanNumbers, job_context
     from orchestrator.jobside import train
-    from orchestrator.policy import CheckpointPolicy
-    from orchestrator.spec import CheckpointConfig, JobSpec
 
     ctx = job_context(rest)
     for d in (ctx.run_dir, ctx.model_dir, ctx.output_dir):
@@ -150,6 +152,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from orchestrator.errors import run_main
-
     sys.exit(run_main(main))

@@ -17,6 +17,10 @@ import json
 import sys
 from dataclasses import dataclass, field
 
+from orchestrator.contract import PlanNumbers, job_context
+from orchestrator.errors import run_main
+from orchestrator.spec import CheckpointConfig, JobSpec
+
 
 @dataclass
 class Args:
@@ -50,9 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from orchestrator.contract import PlanNumbers, job_context
     from orchestrator.jobside import train
-    from orchestrator.spec import CheckpointConfig, JobSpec
 
     ctx = job_context(rest)
     for d in (ctx.run_dir, ctx.model_dir, ctx.output_dir):
@@ -76,6 +78,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from orchestrator.errors import run_main
-
     sys.exit(run_main(main))

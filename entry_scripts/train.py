@@ -16,6 +16,7 @@ import sys
 import time
 
 from orchestrator.contract import job_context
+from orchestrator.errors import run_main
 from orchestrator.planner import plan_spec
 from orchestrator.spec import Spec, load_spec
 
@@ -44,6 +45,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from orchestrator.errors import run_main
-
     sys.exit(run_main(main))

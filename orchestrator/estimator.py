@@ -24,9 +24,14 @@ from typing import Any, Literal
 
 from .errors import UserError
 from .planner import Plan, plan_spec
+from .render import prepare_render
+from .render.azureml import build_azureml, submit_azureml
+from .render.kuberay import render_kuberay
+from .render.raycronjob import render_raycronjob
 from .run import Run
 from .run import attach as _attach
 from .spec import ClusterSpec, JobSpec, Spec, load_spec
+from .submit import submit
 
 
 class Estimator:
@@ -60,26 +65,18 @@ class Estimator:
         """`rlo render TARGET`: the job as another engine's documents, checked as `fit()` checks it. KubeRay: a
         `KubeRayRendering` (`render.kuberay.write_yaml` writes its documents); a spec with `schedule:` as a
         RayCronJob; Azure ML: an `AzureMLRendering` (`render.azureml.write_azureml`). Options as the CLI's flags."""
-        from .render import prepare_render
 
         submission = prepare_render(self.spec)
         if target == "kuberay":
-            from .render.kuberay import render_kuberay
-
             return render_kuberay(submission, **options)
         if target == "raycronjob":
-            from .render.raycronjob import render_raycronjob
-
             return render_raycronjob(submission, **options)
         if target == "azureml":
-            from .render.azureml import build_azureml
-
             return build_azureml(submission, **options)
         raise UserError(f"render target `{target}` is not one of kuberay, raycronjob, azureml", fix="pick one of them")
 
     def fit(self, wait: bool = True, logs: bool = True) -> Run:
         """Submit the job. With wait=True, stay attached (printing the log when `logs`) until it ends."""
-        from .submit import submit
 
         run = submit(self.spec, address=self.address, token=self.token, command=f"Estimator.fit() from {os.getcwd()}")
         self.latest_run = run
@@ -96,8 +93,6 @@ class Estimator:
         AZURE_SUBSCRIPTION_ID / AZURE_RESOURCE_GROUP / AZUREML_WORKSPACE_NAME variables), image, head_image,
         worker_image, vm_sizes ({pool: size}), vnet, subnet. Returns an `AzureMLJob` (its name and studio URL); Azure
         ML runs are followed in its studio, not in the local run registry."""
-        from .render import prepare_render
-        from .render.azureml import submit_azureml
 
         if self.address:
             raise UserError(

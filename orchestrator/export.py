@@ -28,7 +28,12 @@ from typing import Any
 import numpy as np
 
 from .edge.spaces import ARTIFACT_FORMAT, ARTIFACT_VERSION, METADATA_KEY, space_to_json
+from .envs import is_atari
 from .errors import UserError
+from .outputs import output_file
+from .policy import CheckpointPolicy
+from .predict_api import describe_space, preprocessing_note, served_observation_space
+from .serving import atari_preprocessing, default_name, resolve_checkpoint
 
 FORMATS = ("onnx",)
 # Opset 17 runs on every ONNX Runtime of the last years (1.13+); the policy networks need nothing newer.
@@ -148,8 +153,6 @@ def _metadata(
     import ray
     import torch
 
-    from .predict_api import describe_space, preprocessing_note, served_observation_space
-
     served = served_observation_space(policy)
     atari_contract = _atari_contract(atari, tuple(served.shape))
     scale = policy.observation_scale
@@ -219,8 +222,6 @@ def _self_check(policy, network, path: Path, has_value: bool) -> float:
     import onnxruntime as ort
     import torch
 
-    from .predict_api import served_observation_space
-
     space = served_observation_space(policy)
     rng = np.random.default_rng(0)
     low = np.where(np.isfinite(space.low), space.low, -1.0)
@@ -252,9 +253,6 @@ def export_policy(
     pipeline's {"dim", "framestack"} for Atari runs. Returns what was written: path, size, metadata, and the
     largest difference between ONNX Runtime and torch on random observations (`max_abs_diff`)."""
     import torch
-
-    from .outputs import output_file
-    from .policy import CheckpointPolicy
 
     if format not in FORMATS:
         raise UserError(f"--format `{format}` is not one `rlo export` writes", fix=f"use one of: {', '.join(FORMATS)}")
@@ -351,14 +349,10 @@ def _torch_export(network, example, path: Path, outputs: list[str], checkpoint: 
 
 def export_run(run, *, checkpoint: str = "latest", format: str = "onnx", out: str | os.PathLike | None = None) -> dict:
     """`Run.export`: the run's checkpoint (latest, best or a path) with the run's preprocessing and provenance."""
-    from .envs import is_atari
-    from .serving import atari_preprocessing, default_name, resolve_checkpoint
 
     if format not in FORMATS:
         raise UserError(f"--format `{format}` is not one `rlo export` writes", fix=f"use one of: {', '.join(FORMATS)}")
     if out is not None:  # refused before anything is loaded
-        from .outputs import output_file
-
         output_file(out, flag="-o", example=f"{run.id}.onnx")
     path, chosen = resolve_checkpoint(run, checkpoint)
     trained = run.policy_info()

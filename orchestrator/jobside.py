@@ -8,11 +8,21 @@ from pathlib import Path
 
 import ray
 
+from callbacks import MetricsLogger, health_check_class
+from callbacks.health import last_error_line
+from callbacks.metrics import EPISODE_KEYS, compact_result
+from callbacks.mlflow_tracking import JobTracking
+
 from . import events, metrics
 from .contract import JobContext, PlanNumbers
 from .envs import make_env
 from .errors import UserError
+from .metrics import read_records
+from .placement import ENV_RUNNER_SLOT, HEAD_RESOURCE
 from .spec import JobSpec, SweepSpec
+from .sweep import summarize_sweep, swept_keys, trials_table, tune_setup
+from .tables import print_table
+from .training import build_config
 
 # Seconds a job may run past `max_run_duration_seconds` (to write its last checkpoint) before it is killed.
 HARD_KILL_GRACE_S = 120
@@ -32,7 +42,6 @@ def _probe_env(env_id: str, env_config: dict, source_dir: str | None) -> dict:
 
 def uses_placement() -> bool:
     """Was this cluster brought up by `rlo cluster` (pool resources on its nodes, see orchestrator.placement)?"""
-    from .placement import ENV_RUNNER_SLOT, HEAD_RESOURCE
 
     res = ray.cluster_resources()
     return HEAD_RESOURCE in res and ENV_RUNNER_SLOT in res
@@ -44,7 +53,6 @@ def preflight_env(env_id: str, env_config: dict, source_dir: str | None, placeme
     A missing dependency (opencv for Atari, a module not shipped) fails here within seconds, with the
     worker's own error, instead of killing every env runner and leaving RLlib to train on nothing. On a cluster
     with pools, the probe runs where env runners run (a node with env-runner slots)."""
-    from .placement import ENV_RUNNER_SLOT
 
     probe = _probe_env.options(resources={ENV_RUNNER_SLOT: 0.001}) if placement else _probe_env
     ref = probe.remote(env_id, dict(env_config), source_dir)
@@ -96,10 +104,6 @@ def train(
     import sys
     import threading
 
-    from callbacks import health_check_class
-
-    from .training import build_config
-
     deadline = None
     if job.max_run_duration_seconds:
         deadline = (ctx.started_at or time.time()) + job.max_run_duration_seconds
@@ -139,7 +143,6 @@ def train(
     for n in notices:
         events.emit("notice", {"message": n})
     scale = float(job.env_config.get("reward_scale", 1.0))
-    from callbacks.mlflow_tracking import JobTracking
 
     tracker = JobTracking.start(spec or ctx.spec, ctx, numbers)
     try:
@@ -159,8 +162,6 @@ def _train(config, job, ctx, sweep, numbers, deadline, stop, scale, tracker) -> 
     # search space, as many at once as the plan says).
     param_space, sweep_args = config, {}
     if sweep is not None:
-        from .sweep import tune_setup
-
         setup = tune_setup(config, sweep, job, max(1, numbers.concurrent_trials), scale)
         param_space, sweep_args = setup["param_space"], setup["tune_config"]
     experiment = Path(ctx.output_dir) / "tune"
@@ -188,12 +189,9 @@ def _train(config, job, ctx, sweep, numbers, deadline, stop, scale, tracker) -> 
 
 
 def _fresh_tuner(tune, config, param_space, sweep_args, deadline, tune_stop, job, ctx, scale, sweep, tracker=None):
-    from callbacks import MetricsLogger
 
     callbacks = [MetricsLogger(ctx.run_dir, reward_scale=scale)]
     if tracker is not None:  # Ray Tune's MLflow logger: a run per trial (nested under the job's run in a sweep)
-        from .sweep import swept_keys
-
         swept = swept_keys(sweep, job.algorithm) if sweep is not None else None
         callbacks.append(tracker.callback(swept=swept, reward_scale=scale))
 
@@ -224,8 +222,6 @@ def finish_training(results, job, ctx, stop, deadline, scale, sweep, tracker=Non
     # 4. The outcome, as a file in the run's folder and one structured line for the submitting side.
     metrics_path = ctx.run_dir / "metrics.jsonl"
     if sweep is not None:
-        from .sweep import summarize_sweep
-
         sw = summarize_sweep(results, sweep, job, reward_scale=scale)
         ids = [t["trial_id"] for t in sw["trials"]]
         best = ids.index(sw["best_trial"]) if sw["best_trial"] in ids else 0
@@ -238,8 +234,6 @@ def finish_training(results, job, ctx, stop, deadline, scale, sweep, tracker=Non
             summary["stop_reason"] = f"sweep finished; no trial reported `{sw['metric']}`"
         if failed:
             events.emit("notice", {"message": f"{len(failed)} of {len(ids)} trials failed: {failed[0]['error']}"})
-        from .sweep import trials_table
-        from .tables import print_table
 
         head, rows = trials_table(sw)
         print_table([tuple(head), *map(tuple, rows)])
@@ -279,9 +273,6 @@ def summarize(
     RLlib reports episode statistics only in iterations where an episode ended; the final metrics keep the
     last ones reported (as `metrics.jsonl` does, `metrics_path`), so `rlo list`/`status` show the return mean
     the progress lines showed."""
-    from callbacks.metrics import EPISODE_KEYS, compact_result
-
-    from .metrics import read_records
 
     summary: dict = {
         "status": "succeeded",
@@ -308,8 +299,6 @@ def summarize(
         {"path": c.path, "iteration": (m or {}).get("training_iteration")} for c, m in (result.best_checkpoints or [])
     ]
     if result.error is not None:
-        from callbacks.health import last_error_line
-
         summary.update(status="failed", error=last_error_line(str(result.error)))
         return summary
     value = {k: final.get(k, metrics.lookup(last, k)) for k in stop}  # returns in the env's own units

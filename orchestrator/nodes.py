@@ -8,6 +8,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from .errors import PlanError, did_you_mean
 from .placement import ENV_RUNNER_SLOT, HEAD_POOL, HEAD_RESOURCE, pool_resource
 from .planner import Plan, PoolPlan
 
@@ -46,7 +47,6 @@ def _pool_plan(plan: Plan, pool: str) -> PoolPlan:
     for p in plan.pools:
         if p.name == pool:
             return p
-    from .errors import PlanError, did_you_mean
 
     names = [HEAD_POOL] + [p.name for p in plan.pools]
     hint = did_you_mean(pool, names)

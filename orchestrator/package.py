@@ -26,7 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .contract import contract_env
 from .errors import UserError
+from .settings import settings
+from .tracking import job_env
 
 # Never shipped with a job's folder: virtualenvs, VCS data, caches (Ray's own defaults are a subset).
 WORKING_DIR_EXCLUDES = (".git", ".venv", "venv", "__pycache__", "*.pyc", ".pytest_cache", "node_modules")
@@ -202,7 +205,6 @@ def walk(
 
 def tool_state_in(source: Path, keep: Path | None = None) -> list[Path]:
     """The tool's own state inside `source` (when a job's folder holds RLO_HOME), except what holds `keep`."""
-    from .settings import settings
 
     source = source.resolve()
     keep = keep.resolve() if keep else None
@@ -287,8 +289,6 @@ def job_env_vars(
 ) -> dict[str, str]:
     """The job's environment variables: the tracking server's (a `tracking:` spec; for the job's own MLflow calls
     too), the spec's `job.env_vars`, then the entry-script contract (`orchestrator.contract`), which wins."""
-    from .contract import contract_env
-    from .tracking import job_env
 
     env = {**job_env(spec), **spec.job.env_vars}
     env.update(contract_env(run_id, run_dir, plan_env, spec_json or json.dumps(spec.to_dict()), started_at))

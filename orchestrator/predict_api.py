@@ -36,6 +36,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
+from .errors import did_you_mean
+
 MAX_OBSERVATIONS_PER_REQUEST = 4096
 # The default body limit: room for a full batch of observations as JSON, within these bounds.
 MIN_BODY_BYTES = 1 << 20
@@ -249,8 +251,6 @@ def _refusal(e: ValidationError, payload: Any) -> BadRequest:
         return BadRequest(400, 'the request body must be a JSON object such as {"observation": [...]}')
     unknown = sorted(set(payload) - set(REQUEST_FIELDS))
     if unknown:
-        from .errors import did_you_mean
-
         shown = unknown[:MAX_UNKNOWN_FIELDS_SHOWN]  # a body of a million keys gets a short answer
         hints = [h for h in (did_you_mean(k, REQUEST_FIELDS) for k in shown) if h]
         more = len(unknown) - len(shown)

@@ -24,6 +24,7 @@ import numpy as np
 
 from .errors import EngineError, UserError
 from .registry import Registry
+from .serving_ray import live_endpoint, undeploy
 from .settings import settings
 
 
@@ -80,7 +81,6 @@ class Predictor:
     @classmethod
     def attach(cls, name: str, api_key: str | None = None) -> Predictor:
         """A client for the live endpoint `name` (its API key is read from the key file it was deployed with)."""
-        from .serving_ray import live_endpoint
 
         rec = live_endpoint(Registry(settings().registry_path), name)
         if api_key is None and rec.extra.get("api_key_file"):
@@ -212,7 +212,6 @@ class Predictor:
             raise UserError(
                 "this Predictor was made from a URL, not a deployed endpoint's name", fix="rlo undeploy NAME"
             )
-        from .serving_ray import undeploy
 
         undeploy(self.name)
 

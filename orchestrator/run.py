@@ -19,15 +19,21 @@ from typing import Any, TextIO
 import psutil
 
 from . import events
-from .backends import RayJobsBackend
+from .backends import EMBEDDED, RayJobsBackend
 from .errors import EngineError, UserError
+from .export import export_run
+from .logview import LogView
 from .metrics import RETURN_MEAN, read_records
+from .package import job_env_vars
+from .policy import CheckpointPolicy
 from .polling import poll
 from .progress import LiveLine, progress_line
 from .records import TERMINAL, CheckpointRecord, RunRecord
 from .registry import Registry
+from .serving import deploy
 from .settings import settings
-from .spec import JobSpec
+from .spec import JobSpec, Spec
+from .submission import prepare
 
 
 class Run:
@@ -289,10 +295,6 @@ class Run:
 
         For a run whose driver or whole Ray instance died (or that was stopped); the run keeps its id, folder and
         metrics (iterations after the checkpoint are redone, and set aside once in metrics.redone.jsonl)."""
-        from .backends import EMBEDDED
-        from .package import job_env_vars
-        from .spec import Spec
-        from .submission import prepare
 
         self._mark_lost()
         rec = self.registry.get(self.id)
@@ -381,7 +383,6 @@ class Run:
 
     def policy(self, checkpoint: str = "latest"):
         """The trained policy (a CheckpointPolicy) of `checkpoint`, with the run's observation preprocessing."""
-        from .policy import CheckpointPolicy
 
         return CheckpointPolicy.load(self.checkpoint_path(checkpoint), self.policy_info().get("env_config"))
 
@@ -389,14 +390,12 @@ class Run:
         """Serve this run's policy over HTTP (`rlo deploy`); returns a `predictor.Predictor`.
 
         `checkpoint`: latest, best or a path; `options`: name, host, port, api_key(_file), ... (serving.deploy)."""
-        from .serving import deploy
 
         return deploy(self, checkpoint=checkpoint, **options)
 
     def export(self, checkpoint: str = "latest", format: str = "onnx", out: str | Path | None = None) -> Path:
         """Write this run's policy as one self-contained ONNX file (`rlo export`) that `rlo serve` and
         `orchestrator.edge.OnnxPolicy` run without Ray. `out` defaults to ./RUN.onnx; returns its path."""
-        from .export import export_run
 
         return Path(export_run(self, checkpoint=checkpoint, format=format, out=out)["path"])
 
@@ -408,7 +407,6 @@ class Run:
         Structured `[rlo:...]` lines are shown as the progress line, checkpoints and notes; the engine's own
         lines (Ray's log records, Tune's tables, warnings: `orchestrator.logview`) are counted, not shown.
         raw=True prints every line verbatim instead; `logs()` returns the whole log."""
-        from .logview import LogView
 
         rec = self.refresh()
         stop = self._stop_criteria()

@@ -25,11 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
 
+from .backends import EMBEDDED
 from .cron import CronExpression, SystemClock, due_firings, iso_time
-from .errors import EngineError, RloError, UserError, did_you_mean
+from .errors import EngineError, RloError, SpecError, UserError, did_you_mean
+from .local_ray import LocalRayManager
 from .records import TERMINAL, FiringRecord, ScheduleRecord
 from .registry import Registry
+from .run import Run
 from .settings import settings
+from .spec import ScheduleSpec, parse_spec, problems_from
+from .submission import check_cluster, prepare
 
 if TYPE_CHECKING:
     from .spec import Spec
@@ -48,7 +53,6 @@ def _registry(registry: Registry | None) -> Registry:
 
 def schedule_spec_of(rec: ScheduleRecord):
     """The schedule section stored with a schedule (its effective settings)."""
-    from .spec import ScheduleSpec
 
     return ScheduleSpec.model_validate(rec.spec.get("schedule") or {"cron": rec.cron, "timezone": rec.timezone})
 
@@ -56,7 +60,6 @@ def schedule_spec_of(rec: ScheduleRecord):
 def preflight(spec: Spec, address: str | None = None, token: str | None = None) -> list[str]:
     """The checks `submit` makes before anything runs (plan, stop criteria, env, hyperparameters, fit on the
     cluster), without submitting or starting anything. Returns the notices."""
-    from .submission import check_cluster, prepare
 
     prepared = prepare(spec)
     check_cluster(prepared.plan, address or spec.cluster.address, token)
@@ -117,9 +120,6 @@ def merged_schedule(spec: Spec, source: str | None = None, **flags: str | None):
     """The spec's `schedule:` section with the flags that were given (name, cron, timezone, overlap, catch_up)
     put over it, validated; a mistake names the flag or the spec's field."""
     from pydantic import ValidationError
-
-    from .errors import SpecError
-    from .spec import ScheduleSpec, problems_from
 
     given = {k: v for k, v in flags.items() if v is not None}
     base = spec.schedule.model_dump() if spec.schedule else {}
@@ -350,9 +350,6 @@ class Scheduler:
 
     def _previous_active(self, name: str) -> tuple[str | None, str | None]:
         """(run id, status) of the schedule's latest run when it is still going, else (None, None)."""
-        from .backends import EMBEDDED
-        from .local_ray import LocalRayManager
-        from .run import Run
 
         last = self.registry.last_run_firing(name)
         if last is None or last.run_id is None:
@@ -389,7 +386,6 @@ class Scheduler:
                     return self._settle(rec, t, "skipped", msg, where)
                 return self._settle(rec, t, "queued", f"waits for run {prev_id} ({prev_status}) to end", where)
             # cancel_previous
-            from .run import Run
 
             try:
                 final = Run(self.registry.get(prev_id), self.registry).stop(wait=True, timeout=60)
@@ -425,7 +421,6 @@ class Scheduler:
         return self._firing(rec.name, t)
 
     def _spec_for(self, rec: ScheduleRecord, t: float) -> Spec:
-        from .spec import parse_spec
 
         base = rec.extra.get("base_dir")
         spec = parse_spec(rec.spec, f"schedule `{rec.name}`", Path(base) if base else None)

@@ -19,7 +19,11 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from .backends import EMBEDDED
+from .envs import is_atari
 from .errors import EngineError, UserError, did_you_mean
+from .local_ray import LocalRayManager
+from .policy import module_dir
 from .predictor import Predictor
 from .records import EndpointRecord
 from .registry import Registry
@@ -36,8 +40,6 @@ CHECKPOINT_CHOICES = ("latest", "best")
 def resolve_checkpoint(run, choice: str = "latest") -> tuple[str, dict]:
     """The checkpoint folder to serve for `choice` (latest, best, or a path; see `Run.checkpoint_path`), as an
     absolute path (the replica runs in another folder), and what was chosen (for the record)."""
-    from .backends import EMBEDDED
-    from .policy import module_dir
 
     cps = run.checkpoints()
     if choice in CHECKPOINT_CHOICES:
@@ -129,9 +131,6 @@ def deploy(
     `notices_out` collects what the user should know (an endpoint replaced, a key kept, an exposed host).
     `server_timing`: /predict answers carry a `Server-Timing` header with the replica's time per phase (for
     profiling: benchmarks/serving_profile.py)."""
-    from .backends import EMBEDDED
-    from .envs import is_atari
-    from .local_ray import LocalRayManager
     from .serving_endpoint import key_digest
 
     # Everything that can be refused is refused before the run is looked up and before Ray or Serve start.
@@ -292,8 +291,6 @@ def probe(url: str, timeout: float = 2.0) -> bool:
 def endpoints(include_undeployed: bool = False) -> list[tuple[EndpointRecord, str]]:
     """What is deployed, newest first, with its state: `up`, `not answering`, `gone` (the embedded Ray it ran
     on has stopped: it cannot come back), or `undeployed`."""
-    from .backends import EMBEDDED
-    from .local_ray import LocalRayManager
 
     local = LocalRayManager().current()
     out = []

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 
+from .policy import CheckpointPolicy
 from .predict_api import (  # noqa: F401 - re-exported: the names of the endpoint's contract
     MAX_OBSERVATIONS_PER_REQUEST,
     BadRequest,
@@ -44,8 +45,6 @@ class PolicyEndpoint:
 
     def __init__(self, config: dict) -> None:
         import torch
-
-        from .policy import CheckpointPolicy
 
         # A small MLP is fastest on one thread; more threads only fight the proxy and the other replicas.
         torch.set_num_threads(int(config.get("torch_threads", 1)))

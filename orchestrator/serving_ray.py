@@ -20,6 +20,7 @@ import urllib.parse
 from filelock import BaseFileLock, FileLock
 
 from .errors import EngineError, UserError, did_you_mean
+from .local_ray import LocalRayManager
 from .records import EndpointRecord
 from .registry import Registry
 from .serving_options import DEFAULT_HOST, DEFAULT_PORT, check_port_free
@@ -191,7 +192,6 @@ def live_endpoint(registry: Registry, name: str) -> EndpointRecord:
 
 def undeploy(name: str | None = None, *, all_endpoints: bool = False, quiet: bool = True) -> list[str]:
     """Stop endpoint `name` (or every endpoint). Serve itself stops with the last application."""
-    from .local_ray import LocalRayManager
 
     if name is None and not all_endpoints:
         raise UserError("undeploy() needs an endpoint's name, or all_endpoints=True", fix="`rlo endpoints` lists them")

@@ -27,7 +27,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from . import catalog, metrics
+from .algorithms import resolve_algorithm
 from .cron import check_cron, check_fires, check_timezone
+from .envs import env_config_problems
 from .errors import SpecError, did_you_mean, shorten
 
 ALGORITHMS = ("PPO", "IMPALA", "APPO")
@@ -268,8 +270,6 @@ def _normalize_algorithm(v: Any) -> Any:
     # The names are RLlib's registry's (read without importing RLlib); a dropped one (A2C...) names its successor.
     # Whether it learns online is checked with RLlib at submission (`algorithms.config_class`).
     if isinstance(v, str):
-        from .algorithms import resolve_algorithm
-
         name, what, fix = resolve_algorithm(v)
         if name is None:
             assert what is not None, "resolve_algorithm says what is wrong with every name it does not resolve"
@@ -330,8 +330,6 @@ class JobSpec(Model):
         # Only for envs whose settings are known (ours, Atari, Gymnasium's own); runs no user code.
         env = info.data.get("env")
         if v and env:
-            from .envs import env_config_problems
-
             problems = env_config_problems(env, v)
             if problems:
                 raise _invalid(
@@ -649,7 +647,6 @@ class Spec(Model):
         # known), and every `choice`/`grid` value must be one the env accepts.
         if self.sweep is None or not self.job.env:
             return self
-        from .envs import env_config_problems
 
         found = []
         for path, dist in self.sweep.parameters.items():

@@ -15,10 +15,12 @@ from pathlib import Path
 
 from . import package, tracking
 from .backends import RayJobsBackend
+from .envs import validate_env
 from .errors import UserError
 from .package import Package
 from .planner import Plan, check_fits, plan_spec
 from .spec import Spec
+from .training import translate_hyperparameters
 
 
 def new_run_id(spec: Spec) -> str:
@@ -70,8 +72,6 @@ def _check_job(spec: Spec, *, reach_services: bool) -> list[str]:
         notices += tracking.check(spec, remote=spec.cluster.address is not None)
     if job.entry_script is not None:
         return notices
-    from .envs import validate_env
-    from .training import translate_hyperparameters
 
     algorithm, env = job.algorithm, job.env
     assert algorithm and env, "a job without an entry script names both (JobSpec's own check)"

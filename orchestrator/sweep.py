@@ -11,8 +11,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from . import events
 from . import metrics as m
+from .errors import UserError
+from .plots import Series, render
 from .spec import JobSpec, SweepSpec
+from .training import translate_hyperparameters
 
 
 def _distribution(kind: str, values: list[Any], grid_choices: bool):
@@ -32,7 +36,6 @@ def config_key(algorithm: str, path: str) -> tuple[str, ...]:
     section, name = path.split(".", 1)
     if section == "env_config":
         return ("env_config", name)
-    from .training import translate_hyperparameters
 
     out = translate_hyperparameters(algorithm, {name: 0}, check_types=False).settings
     return (next(iter(out)),) if len(out) == 1 else (name,)
@@ -159,9 +162,6 @@ def sweep_summary(run) -> dict:
     """The sweep part of a finished run's summary (from its folder, or from the job log's summary line)."""
     import json
 
-    from . import events
-    from .errors import UserError
-
     summary = None
     if run.run_dir and (run.run_dir / "summary.json").is_file():
         summary = json.loads((run.run_dir / "summary.json").read_text())
@@ -206,7 +206,6 @@ def _fmt(v) -> str:
 
 def plot_trials(run, sw: dict, out: str | Path) -> Path:
     """All trials' learning curves on one figure (the best trial marked)."""
-    from .plots import Series, render
 
     by_trial: dict[str, list[dict]] = {}
     for rec in run.metrics():

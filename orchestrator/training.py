@@ -17,6 +17,7 @@ from .algorithms import config_class
 from .contract import PlanNumbers
 from .envs import env_creator, has_vector_entry_point, is_finite_number, registered_env_name, validate_env
 from .errors import UserError, did_you_mean, shorten
+from .placement import job_custom_resources
 from .spec import JobSpec
 
 # Legacy hyperparameters, as the seeds and the SageMaker RL / Azure ML Ray examples write them (RLlib 0.8-1.x),
@@ -479,8 +480,6 @@ def build_config(
         restart_failed_env_runners=True, max_num_env_runner_restarts=1000, delay_between_env_runner_restarts_s=2.0
     )
     if placement:
-        from .placement import job_custom_resources
-
         res = job_custom_resources()
         config.env_runners(custom_resources_per_env_runner=res["custom_resources_per_env_runner"])
         config.resources(custom_resources_for_main_process=res["custom_resources_for_main_process"])

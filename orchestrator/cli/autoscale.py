@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 from ..errors import UserError
+from ..outputs import output_file
 from .common import arg, command, new_app, opt
 
 app = new_app()
@@ -85,8 +86,6 @@ def evaluate_cmd(
             fix=f"use held-out seeds (from {EVAL_SEEDS.start}), or pass `--allow-training-seeds` on purpose",
         )
 
-    from ..outputs import output_file
-
     json_out = output_file(json_path, flag="--json", example="evaluation.json") if json_path else None
     policies: dict = {}
     train_env_config: dict = {}
@@ -139,7 +138,6 @@ def load_profile(
     out: Annotated[str, opt("--out")] = "load-profile.png",
 ) -> int:
     from ..autoscale.plot import plot_load_profile
-    from ..outputs import output_file
 
     if not 0 < days <= MAX_PROFILE_DAYS:
         raise UserError(

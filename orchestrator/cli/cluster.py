@@ -3,6 +3,8 @@
 import sys
 from typing import Annotated
 
+from ..errors import UserError
+from ..tables import print_table
 from .common import arg, command, new_app, opt
 
 app = new_app("bring up a spec's cluster on your machines: start-head, join, status, stop")
@@ -97,9 +99,7 @@ def status(
 ) -> int:
     from .. import cluster
     from ..backends import RayJobsBackend
-    from ..errors import UserError
     from ..spec import load_spec
-    from ..tables import print_table
 
     loaded = load_spec(spec) if spec else None
     if address:

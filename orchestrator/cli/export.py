@@ -8,6 +8,7 @@ import json
 import sys
 from typing import Annotated, Literal
 
+from ..outputs import output_file
 from .common import arg, command, exclusive, new_app, opt
 from .serving import ApiKeyFileOpt, CheckpointOpt, MaxBodyOpt, RunArg
 
@@ -28,8 +29,6 @@ def export_cmd(
     from ..run import attach
 
     if out is not None:  # a bad -o is refused before the run is looked up
-        from ..outputs import output_file
-
         output_file(out, flag="-o", example="policy.onnx")
     result = export_run(attach(run_id), checkpoint=checkpoint, format=format_, out=out)
     meta = result["metadata"]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from ..errors import UserError
+from ..outputs import is_stdout, output_dir
 from .common import arg, command, new_app, opt
 
 app = new_app("write a spec as KubeRay manifests or Azure ML entities (rlo render TARGET SPEC)")
@@ -43,14 +44,12 @@ NamespaceOpt = Annotated[
 
 
 def _out_dir(out: str | None, spec, target: str) -> Path:
-    from ..outputs import output_dir
 
     return output_dir(out or Path("rendered") / f"{spec.job.name or spec.cluster.name}-{target}", flag="-o")
 
 
 def to_stdout(out: str | None) -> bool:
     """`-o -`: the documents go to stdout, and every other line of the command to stderr."""
-    from ..outputs import is_stdout
 
     return is_stdout(out)
 
@@ -162,7 +161,6 @@ def raycronjob(
     suspend: Annotated[bool, opt("--suspend", help="render it suspended (spec.suspend: true)")] = False,
 ) -> int:
     """`rlo render raycronjob SPEC` (= `rlo schedule render SPEC`): the schedule as a KubeRay RayCronJob."""
-    from ..outputs import is_stdout, output_dir
     from ..render import prepare_render
     from ..render.kuberay import write_yaml
     from ..render.raycronjob import render_raycronjob

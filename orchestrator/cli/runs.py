@@ -7,7 +7,11 @@ import sys
 import time
 from typing import Annotated, Literal
 
-from ..errors import RloError
+from .. import metrics
+from ..errors import RloError, SpecError
+from ..plots import LivePlot
+from ..registry import Registry
+from ..settings import settings
 from ..tables import fmt_metric, fmt_time, print_table
 from .common import arg, command, new_app, opt
 from .render import (
@@ -96,7 +100,6 @@ def submit(
     if name:
         from pydantic import ValidationError
 
-        from ..errors import SpecError
         from ..spec import JobSpec, problems_from
 
         try:
@@ -139,8 +142,6 @@ def follow(run, *, raw: bool = False, plot: bool = False, plot_to: str | None = 
     """Attached until the run ends: 0 iff it succeeded, 130 when detached with Ctrl-C (the job goes on)."""
     live = None
     if plot or plot_to:  # keep a PNG of the curves up to date
-        from ..plots import LivePlot
-
         live = LivePlot(run, plot_to).start()
     try:
         final = run.attach(progress=not raw, raw=raw)
@@ -229,7 +230,6 @@ def status(run_id: RunArg, token: TokenOpt = None, as_json: JsonFlag = False) ->
         print(f"  why       {rec.stop_reason}")
     if rec.message and (rec.status != "SUCCEEDED" or rec.extra.get("unreadable_fields")):
         print(f"  message   {rec.message}")
-    from .. import metrics
 
     def reached(label: str, m: dict) -> None:
         print(
@@ -296,10 +296,7 @@ def stop(run_id: RunArg, token: TokenOpt = None) -> int:
 
 @command(app, "list", "run history, newest first")
 def list_cmd(limit: Annotated[int, opt("--limit")] = 20, as_json: JsonFlag = False) -> int:
-    from .. import metrics
-    from ..registry import Registry
     from ..run import Run, list_runs
-    from ..settings import settings
 
     records = list_runs(limit=limit)
     registry = Registry(settings().registry_path)
@@ -362,7 +359,6 @@ def list_cmd(limit: Annotated[int, opt("--limit")] = 20, as_json: JsonFlag = Fal
 
 @command(app, "metrics", "a run's per-iteration metrics")
 def metrics_cmd(run_id: RunArg, token: TokenOpt = None, as_json: JsonFlag = False) -> int:
-    from .. import metrics
     from ..run import attach
 
     series = attach(run_id, token=token).metrics()

@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from ..errors import UserError
+from ..registry import Registry
+from ..settings import settings
 from ..tables import print_table
 from .common import arg, command, new_app, opt
 from .render import raycronjob
@@ -88,9 +90,7 @@ def add(
 
 @command(schedule_app, "list", "schedules, next firing (local and UTC), last firing")
 def list_cmd(as_json: JsonFlag = False) -> int:
-    from ..registry import Registry
     from ..schedule import list_schedules
-    from ..settings import settings
 
     registry = Registry(settings().registry_path)
     records = list_schedules(registry)
@@ -203,9 +203,7 @@ def scheduler_cmd(
     clock_speed: Annotated[float, opt("--clock-speed", hidden=True)] = 1.0,
 ) -> int:
     from ..cron import ScaledClock, SystemClock, fmt_fire_time
-    from ..registry import Registry
     from ..schedule import Scheduler
-    from ..settings import settings
 
     if max_sleep <= 0:
         raise UserError(f"--max-sleep must be positive (got {max_sleep})")

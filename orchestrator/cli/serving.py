@@ -7,6 +7,10 @@ import json
 import sys
 from typing import Annotated
 
+from ..errors import UserError
+from ..plots import plot_runs
+from ..registry import Registry
+from ..settings import settings
 from ..tables import fmt_time, print_table
 from .common import arg, command, exclusive, new_app, opt
 
@@ -114,9 +118,6 @@ def deploy_cmd(
     if info.get("preprocessing", "").startswith("RLlib's Atari"):
         print(f"  preprocessing: {info['preprocessing']}", file=err)
     if info["api_key_required"]:
-        from ..registry import Registry
-        from ..settings import settings
-
         rec = Registry(settings().registry_path).endpoint(info["name"])
         where = rec.extra.get("api_key_file") if rec else None
         kept = "; kept from the previous deploy" if any(" keeps the API key" in n for n in notices) else ""
@@ -138,7 +139,6 @@ def undeploy_cmd(
     all_: Annotated[bool, opt("--all", help="stop every endpoint")] = False,
     verbose: VerboseFlag = False,
 ) -> int:
-    from ..errors import UserError
     from ..serving_ray import undeploy
 
     if bool(name) == bool(all_):
@@ -209,7 +209,6 @@ def plot(
     ] = None,
     title: Annotated[str | None, opt("--title", help="figure title")] = None,
 ) -> int:
-    from ..plots import plot_runs
     from ..run import attach
 
     print(plot_runs([attach(r) for r in runs], output, title=title))

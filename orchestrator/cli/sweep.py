@@ -4,6 +4,8 @@ import json
 import sys
 from typing import Annotated
 
+from ..outputs import output_file
+from ..tables import print_table
 from .common import arg, command, new_app, opt
 
 app = new_app("a sweep's trials: results table (best marked), learning curves")
@@ -12,7 +14,6 @@ RunArg = Annotated[str, arg("RUN")]
 
 
 def _plot(run, sw, out: str | None, flag: str, to) -> None:
-    from ..outputs import output_file
     from ..sweep import plot_trials
 
     path = output_file(out or f"{run.id}-trials.png", flag=flag, example=f"{run.id}-trials.png")
@@ -29,7 +30,6 @@ def results(
 ) -> int:
     from ..run import attach
     from ..sweep import sweep_summary, trials_table
-    from ..tables import print_table
 
     run = attach(run_id)
     sw = sweep_summary(run)

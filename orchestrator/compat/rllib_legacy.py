@@ -32,7 +32,11 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import events, metrics
+from ..contract import job_context
 from ..errors import UserError, shorten
+from ..planner import plan_env_runners
+from ..spec import ClusterSpec, JobSpec, Spec, problems_from
+from ..training import translate_hyperparameters
 
 # --- RLlib's old argument parser (ray.rllib.train.create_parser) ---------------------------------------------
 
@@ -246,8 +250,6 @@ def _plan_numbers(job, ctx):
     """The plan's numbers for this training: the planner's, for the job's cluster (the resolved spec in the
     contract; this machine when run by hand), with the legacy `num_workers` as `num_env_runners` when given (the
     planner refuses more than the cluster has)."""
-    from ..planner import plan_env_runners
-    from ..spec import ClusterSpec, Spec
 
     spec = Spec.model_validate(ctx.spec) if ctx.spec else None
     cluster = spec.cluster if spec is not None else ClusterSpec()
@@ -270,10 +272,6 @@ def run_experiment(
     """Tune's old `tune.run(ALGORITHM, config={...}, stop={...}, ...)` for an RLlib algorithm: trains it as this
     job (orchestrator.jobside.train) and returns the run's summary; raises TuneError when training fails."""
     from ray.tune.error import TuneError
-
-    from ..contract import job_context
-    from ..spec import JobSpec, problems_from
-    from ..training import translate_hyperparameters
 
     if not isinstance(run_or_experiment, str):
         raise UserError(

@@ -40,9 +40,17 @@ import time
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import catalog
-from ..errors import JobFailed, UserError, did_you_mean
+from .. import algorithms, catalog, events, metrics
+from ..contract import job_context
+from ..errors import JobFailed, SpecError, UserError, did_you_mean, run_main
 from ..estimator import Estimator
+from ..registry import Registry
+from ..run import attach as attach_run
+from ..serving import deploy as serve_deploy
+from ..settings import settings
+from ..spec import CheckpointConfig, ClusterSpec, HeadConfiguration, JobSpec, Spec, WorkerConfiguration, problems_from
+from ..submit import submit
+from ..training import translate_hyperparameters
 
 __all__ = [
     "RLEstimator",
@@ -164,7 +172,6 @@ def _check_toolkit(toolkit: RLToolkit | None, framework: RLFramework | None) -> 
 
 
 def _cluster(instance_type: str | None, instance_count: int | None, address: str | None):
-    from ..spec import ClusterSpec, HeadConfiguration, WorkerConfiguration
 
     count = 1 if instance_count is None else instance_count
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -257,9 +264,6 @@ class RLEstimator(Estimator):
     ) -> None:
         from pydantic import ValidationError
 
-        from ..errors import SpecError
-        from ..spec import JobSpec, Spec, problems_from
-
         self.toolkit = _enum_value(toolkit, RLToolkit, "toolkit")
         self.framework = _enum_value(framework, RLFramework, "framework")
         _check_toolkit(self.toolkit, self.framework)
@@ -343,9 +347,6 @@ class RLEstimator(Estimator):
     ):
         """Submit the entry script (SageMaker's `fit`). With `wait`, follow the job (its log when `logs`) and raise
         JobFailed when it does not succeed, as SageMaker does. Returns the Run (SageMaker returns nothing)."""
-        from ..registry import Registry
-        from ..settings import settings
-        from ..submit import submit
 
         if inputs is not None:
             _note("fit `inputs` ignored: there are no S3 input channels here (ship data with `source_dir`)")
@@ -472,8 +473,6 @@ class RLEstimator(Estimator):
                 _note(f"deploy `{name}` ignored: the endpoint is served by this machine's Ray Serve (JSON in and out)")
         import inspect
 
-        from ..serving import deploy as serve_deploy
-
         ours = set(inspect.signature(serve_deploy).parameters) - {"run", "checkpoint"}
         options: dict[str, Any] = {k: v for k, v in kwargs.items() if k in ours}  # rlo's own (host, port, ...)
         for name in sorted(set(kwargs) - ours):
@@ -494,7 +493,6 @@ class RLEstimator(Estimator):
     ) -> RLEstimator:
         """An estimator bound to an existing run (SageMaker's `RLEstimator.attach`); a run still going is
         followed (its log printed) until it ends, as SageMaker does."""
-        from ..run import attach as attach_run
 
         if sagemaker_session is not None:
             _note(f"RLEstimator.attach `sagemaker_session` ignored: {_NOT_HERE['sagemaker_session']}")
@@ -541,7 +539,6 @@ def _failure(run) -> str:
 
 
 def _spec_of(run):
-    from ..spec import Spec
 
     spec = Spec.model_validate(run.record.spec)
     spec._base_dir = Path(run.record.extra.get("base_dir") or Path.cwd())
@@ -574,7 +571,6 @@ class TrainingJobAnalytics:
         sagemaker_session: Any = None,
         **kwargs: Any,
     ) -> None:
-        from ..run import attach as attach_run
 
         self.name = training_job_name
         self._metric_names = list(metric_names) if metric_names else None
@@ -647,7 +643,6 @@ class SageMakerRayLauncher:
     run's folder and the registry, and the model (final checkpoint and params.json) saved to SM_MODEL_DIR."""
 
     def __init__(self) -> None:
-        from ..contract import job_context
 
         self.ctx = job_context()
         self.num_cpus = int(self.ctx.num_env_runners) + 1
@@ -689,7 +684,6 @@ class SageMakerRayLauncher:
 
     @classmethod
     def train_main(cls) -> None:
-        from ..errors import run_main
 
         def main() -> int:
             summary = cls().launch()
@@ -702,8 +696,6 @@ def _algorithm_class(run: Any):
     """RLlib's name and Algorithm class for the experiment's `run` (any online algorithm of the new API stack);
     the spec's own check (algorithms.resolve_algorithm) names the replacement of an algorithm RLlib dropped."""
     from ray.tune.registry import get_trainable_cls
-
-    from .. import algorithms
 
     name, what, fix = algorithms.resolve_algorithm(str(run))
     if name is None:
@@ -722,7 +714,6 @@ def _algorithm_class(run: Any):
 def _known_to_training(run: str, config_cls: type) -> None:
     """`training.translate_hyperparameters` checks names against the algorithm's config class: make sure its
     table has this one (it lists every online algorithm once it is read from RLlib)."""
-    from .. import algorithms
 
     if run not in algorithms.ALGORITHM_CONFIGS and isinstance(algorithms.ALGORITHM_CONFIGS, dict):
         algorithms.ALGORITHM_CONFIGS[run] = (config_cls.__module__, config_cls.__name__)
@@ -733,10 +724,6 @@ def build_experiment(experiment: dict, ctx) -> dict:
     trains: the new-API-stack AlgorithmConfig with the plan's numbers, stop criteria with current metric names,
     the checkpoint settings. Raises UserError for what cannot be mapped."""
     from callbacks import health_check_class
-
-    from .. import metrics
-    from ..spec import CheckpointConfig
-    from ..training import translate_hyperparameters
 
     if not isinstance(experiment, dict) or not isinstance(experiment.get("training"), dict):
         raise UserError(
@@ -833,7 +820,6 @@ def run_experiment(experiment: dict, ctx) -> dict:
     callbacks, checkpoints and summary; then save the model to SM_MODEL_DIR. Returns the summary."""
     from types import SimpleNamespace
 
-    from .. import events
     from ..jobside import finish_training
 
     built = build_experiment(experiment, ctx)

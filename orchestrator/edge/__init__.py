@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from .runtime import OnnxPolicy
+
 __all__ = ["OnnxPolicy"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "OnnxPolicy":  # loaded on use: the exporter imports `edge.spaces` without ONNX Runtime
-        from .runtime import OnnxPolicy
-
         return OnnxPolicy
     raise AttributeError(name)

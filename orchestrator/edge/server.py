@@ -30,6 +30,7 @@ from ..predict_api import (
     read_body,
     served_observation_space,
 )
+from ..serving_options import HOST_FIX, check_name, check_options, is_loopback, resolve_api_key
 from .runtime import OnnxPolicy
 
 DEFAULT_HOST = "127.0.0.1"
@@ -114,7 +115,6 @@ def build_app(
 
 def _bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound before the URL is printed (so the URL is true, and port 0 picks one)."""
-    from ..serving_options import HOST_FIX
 
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     family, _, _, _, addr = infos[0]
@@ -158,8 +158,6 @@ def serve(
 ) -> int:
     """Serve `artifact` in the foreground until Ctrl-C (or SIGTERM); prints its URL first."""
     import uvicorn
-
-    from ..serving_options import check_name, check_options, is_loopback, resolve_api_key
 
     host = host or DEFAULT_HOST
     port = DEFAULT_PORT if port is None else port

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..contract import contract_env
-from ..errors import UserError
+from ..errors import UserError, did_you_mean
 from ..package import Package
 from ..placement import HEAD_POOL
 from ..planner import Plan
@@ -107,8 +107,6 @@ def _sizes(spec: Spec, plan: Plan, vm_sizes: dict[str, str] | None) -> dict[str,
     nodes = {HEAD_POOL: spec.cluster.head, **{w.name: w for w in spec.cluster.workers}}
     unknown = sorted(set(vm_sizes) - set(nodes))
     if unknown:
-        from ..errors import did_you_mean
-
         hint = did_you_mean(unknown[0], nodes)
         raise UserError(
             f"--vm-size names pool `{unknown[0]}`, which the spec does not have" + (f"; {hint}" if hint else ""),

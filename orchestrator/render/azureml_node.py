@@ -25,6 +25,7 @@ from pathlib import Path
 
 from tenacity import Retrying, stop_after_delay, wait_fixed
 
+from ..local_ray import free_port
 from ..nodes import node_params
 from ..placement import HEAD_POOL
 from ..planner import plan_spec
@@ -85,7 +86,6 @@ def _pip(env: dict[str, str]) -> None:
 def _port_flags(head: bool) -> list[str]:
     """A free port for every port Ray would otherwise take at a fixed default (only needed where another Ray
     may run on the same machine, e.g. tests; an Azure ML node is the job's alone)."""
-    from ..local_ray import free_port
 
     flags = [
         f"--dashboard-agent-listen-port={free_port()}",
