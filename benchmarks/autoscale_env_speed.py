@@ -1,7 +1,7 @@
 """Env steps per second of the auto-scaling simulator, measured side by side in one run, on one core.
 
 Compared:
-- reference: tests/autoscale/reference_impl.py, a straightforward one-env implementation (the baseline);
+- reference: tests/base/autoscale/reference_impl.py, a straightforward one-env implementation (the baseline);
 - AutoScaleEnv: our scalar Gymnasium env (one env, with action validation and info dict);
 - BatchedAutoScale with N envs: NumPy over envs (one process, one thread: NumPy's element-wise loops do
   not multithread, so this is per core).

@@ -118,7 +118,7 @@ def _node_dir(name: str) -> Path:
 
 
 # The ports a node listens on, fixed so that a firewall between the cluster's machines can name them (learned from
-# tests/test_cluster_network.py, which watches which connections cross between hosts during a job): the GCS (head
+# tests/engine/test_cluster_network.py, which watches which connections cross between hosts during a job): the GCS (head
 # only, `--port`), each node's raylet (node manager and object manager) and its workers' range take connections
 # from the other nodes; the dashboard (head only) from whoever submits. The rest serve the node itself or the
 # head's dashboard. Each is Ray's own default where Ray has a fixed one.

@@ -51,7 +51,7 @@ LOOPBACK_ENV = {_CLUSTERS_VAR: "0"}
 
 # The embedded Ray's listening sockets that are not on loopback, by listening process name, each with why it cannot
 # be bound there and what protects it. Empty: with LOOPBACK_ENV every socket Ray 2.60 opens is on 127.0.0.1
-# (tests/test_network_exposure.py lists them all and fails on any non-loopback one not named here).
+# (tests/engine/test_network_exposure.py lists them all and fails on any non-loopback one not named here).
 NON_LOOPBACK_PORTS_DOCUMENTED: dict[str, str] = {}
 
 

@@ -35,7 +35,7 @@ from .tracking import job_env
 WORKING_DIR_EXCLUDES = (".git", ".venv", "venv", "__pycache__", "*.pyc", ".pytest_cache", "node_modules")
 # Ray refuses a working_dir package of GCS_STORAGE_MAX_SIZE (= GRPC_CPP_MAX_MESSAGE_SIZE, 512 MiB) or more, and it
 # zips without compression (ZIP_STORED), so the files' sizes add up to the package's. Not imported: this module is
-# in the plan layer (no Ray import); tests/test_shipping.py keeps the two equal.
+# in the plan layer (no Ray import); tests/plan/test_shipping.py keeps the two equal.
 MAX_PACKAGE_BYTES = 512 * 1024 * 1024
 # Ray has no count limit, but a job's folder of more files than this is not code: stop walking and say so.
 MAX_PACKAGE_FILES = 50_000

@@ -4,11 +4,11 @@ RLO_HOME and shut down at the end (only the processes this session started)."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support import ok, run_rlo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,20 +37,19 @@ def rlo(rlo_home):
     """Run the real `rlo` command in the session's RLO_HOME."""
 
     def run(*args, timeout=600, check_exit=None):
-        env = dict(os.environ, RLO_HOME=str(rlo_home))
-        res = subprocess.run(
-            [sys.executable, "-m", "orchestrator.cli", *map(str, args)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=timeout,
-            env=env,
-        )
+        res = run_rlo(*args, home=rlo_home, timeout=timeout)
         if check_exit is not None:
-            assert res.returncode == check_exit, f"exit {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+            ok(res, check_exit)
         return res
 
     return run
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh RLO_HOME for this test (set in the environment, so `rlo` subprocesses use it too)."""
+    monkeypatch.setenv("RLO_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
 
 
 # The test process itself connects to Ray (in-process deploys, Job API clients, gRPC probes) and holds C

@@ -9,7 +9,7 @@
 - the root `metadata` (ObjectMeta, not in the CRD schema) is checked for name and label syntax.
 Not evaluated: `x-kubernetes-validations` (CEL rules).
 
-Used by tests/test_render.py (and the RayCronJob renderer's tests): `validate_manifest(doc)` returns the list
+Used by tests/api/test_render.py (and the RayCronJob renderer's tests): `validate_manifest(doc)` returns the list
 of problems, empty when the API server would accept the object unchanged.
 """
 

@@ -4,19 +4,15 @@ given RLO_HOME, a job spec file, plain HTTP calls, a free port."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import socket
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from support import ROOT, ok, run_rlo  # noqa: F401 - ROOT and ok: the serving tests take them from here
 
 # Below the kernel's ephemeral range (32768-60999 here; /proc/sys/net/ipv4/ip_local_port_range) and above Ray's
 # worker ports (10002-19999): a port picked when a module is collected must still be free when its tests run half
@@ -41,19 +37,7 @@ def free_port() -> int:
 
 
 def rlo(home: Path, *args, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=timeout,
-        env=dict(os.environ, RLO_HOME=str(home)),
-    )
-
-
-def ok(res: subprocess.CompletedProcess, code: int = 0) -> subprocess.CompletedProcess:
-    assert res.returncode == code, f"exit {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    return res
+    return run_rlo(*args, home=home, timeout=timeout)
 
 
 def spec_file(folder: Path, job: dict) -> Path:

@@ -28,16 +28,20 @@ def run_rlo(
     env: Mapping[str, str] | None = None,
     drop_env: Iterable[str] = (),
     timeout: float = 600,
+    **run_kwargs: Any,
 ) -> subprocess.CompletedProcess:
     """`rlo ARGS...` as a user runs it: this environment, with RLO_HOME=`home` when given, `env` on top and the
-    variables named in `drop_env` removed (e.g. a Ray token the test must not inherit)."""
+    variables named in `drop_env` removed (e.g. a Ray token the test must not inherit). `run_kwargs` go to
+    subprocess.run (e.g. `input=`)."""
     e = dict(os.environ)
     for name in drop_env:
         e.pop(name, None)
     if home is not None:
         e["RLO_HOME"] = str(home)
     e.update(env or {})
-    return subprocess.run([*RLO, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=e)
+    return subprocess.run(
+        [*RLO, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=e, **run_kwargs
+    )
 
 
 def ok(res: subprocess.CompletedProcess, code: int = 0) -> subprocess.CompletedProcess:
@@ -89,15 +93,14 @@ def add_run(
     from orchestrator.registry import Registry
     from orchestrator.settings import settings
 
-    cfg = settings()
     run_dir = None
     if records is not None:
-        run_dir = cfg.runs_dir / run_id
+        run_dir = settings().runs_dir / run_id
         run_dir.mkdir(parents=True)
         (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + partial_line)
         fields.setdefault("run_dir", str(run_dir))
     now = time.time()
-    Registry(registry_path or cfg.registry_path).create(
+    Registry(registry_path or settings().registry_path).create(
         RunRecord(
             id=run_id,
             name=run_id,

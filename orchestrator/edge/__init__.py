@@ -5,7 +5,7 @@ for the HTTP server FastAPI + uvicorn.
     policy = OnnxPolicy.load("policy.onnx")       # act / action_probabilities / value, like CheckpointPolicy
     rlo serve policy.onnx                          # the same /predict API as `rlo deploy`, on 127.0.0.1
 
-Nothing here imports Ray or torch (tests/test_serving_export.py proves it with both made unimportable); `spaces`
+Nothing here imports Ray or torch (tests/api/test_serving_export.py proves it with both made unimportable); `spaces`
 does not even import ONNX Runtime, so the exporter can share its metadata format.
 """
 

@@ -18,7 +18,7 @@ What a spec becomes:
 - the images are the ones `docker/` builds (`rl-orchestrator-head:<version>` with CUDA, `-worker:` CPU only).
 
 Pure functions returning plain dicts; `write_yaml` writes them. Checked against KubeRay's CRD schemas in
-tests/test_render.py.
+tests/api/test_render.py.
 """
 
 from __future__ import annotations

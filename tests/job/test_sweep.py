@@ -18,7 +18,7 @@ from orchestrator.errors import PlanError, SpecError
 from orchestrator.planner import plan_spec
 from orchestrator.spec import parse_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 JOB = {"algorithm": "PPO", "env": "CartPole-v1"}
 
 

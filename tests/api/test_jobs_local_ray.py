@@ -4,11 +4,11 @@ entry-script contract, max run duration, and failing fast when env runners canno
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from support import wait_for
 
 from orchestrator import Estimator, JobSpec, attach, metrics
 from orchestrator.local_ray import LocalRayManager
@@ -16,8 +16,8 @@ from orchestrator.registry import Registry
 from orchestrator.settings import settings
 
 pytestmark = pytest.mark.ray
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).parents[1] / "data"
 
 
 def spec_file(tmp_path: Path, job: dict, name="spec.yaml") -> Path:
@@ -35,16 +35,6 @@ def long_cartpole(**extra) -> dict:
         "stop": {"env_runners/episode_return_mean": 100000},
         **extra,
     }
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_cartpole_submit_attach_to_stop_criterion(rlo, rlo_home):

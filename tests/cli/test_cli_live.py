@@ -3,15 +3,10 @@
 
 from __future__ import annotations
 
-import json
-import time
-
 import pytest
+from support import add_run
 
 from orchestrator.cli import main
-from orchestrator.records import RunRecord
-from orchestrator.registry import Registry
-from orchestrator.settings import settings
 
 
 @pytest.fixture
@@ -23,25 +18,9 @@ def home(tmp_path, monkeypatch):
 
 
 def running(run_id: str, records: list[dict], sweep: bool = False) -> None:
-    cfg = settings()
-    run_dir = cfg.runs_dir / run_id
-    run_dir.mkdir(parents=True)
-    # the last line half-written, as while the job appends to it
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"training_it')
-    now = time.time()
     spec = {"job": {"algorithm": "PPO", "env": "CartPole-v1"}} | ({"sweep": {"parameters": {}}} if sweep else {})
-    Registry(cfg.registry_path).create(
-        RunRecord(
-            id=run_id,
-            name=run_id,
-            created_at=now,
-            updated_at=now,
-            backend="ray-local",
-            status="RUNNING",
-            spec=spec,
-            run_dir=str(run_dir),
-        )
-    )
+    # the last line half-written, as while the job appends to it
+    add_run(run_id, status="RUNNING", spec=spec, records=records, partial_line='{"training_it')
 
 
 def rec(trial: str, it: int, ret: float | None) -> dict:

@@ -15,52 +15,24 @@ import time
 from pathlib import Path
 
 import pytest
+import support
+from support import RLO, ROOT, assert_user_error, run_rlo
 
-from orchestrator.records import RunRecord
 from orchestrator.registry import Registry
 
-ROOT = Path(__file__).resolve().parents[1]
-RLO = [sys.executable, "-m", "orchestrator.cli"]
 CARTPOLE = ROOT / "cluster_configs" / "local-cartpole.yaml"
 
 
 def rlo(*args, home: Path, env: dict | None = None, cwd=ROOT, **kw):
-    e = dict(os.environ)
-    e.pop("RLO_REGISTRY", None)
-    e.update(RLO_HOME=str(home), **(env or {}))
-    return subprocess.run([*RLO, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120, env=e, **kw)
-
-
-def assert_user_error(res, *needles):
-    assert res.returncode == 2, (res.returncode, res.stdout[-2000:], res.stderr[-2000:])
-    assert "Traceback" not in res.stderr + res.stdout and "internal error" not in res.stderr, res.stderr
-    for n in needles:
-        assert n in res.stderr, (n, res.stderr)
+    return run_rlo(*args, home=home, env=env, cwd=cwd, drop_env=["RLO_REGISTRY"], timeout=120, **kw)
 
 
 def assert_no_ray_started(home: Path):
     assert not (home / "local-ray" / "state.json").exists()
 
 
-@pytest.fixture
-def home(tmp_path):
-    return tmp_path / "home"
-
-
-def add_run(home: Path, run_id: str, status: str = "SUCCEEDED", **extra_fields) -> None:
-    now = time.time()
-    Registry(home / "registry.db").create(
-        RunRecord(
-            id=run_id,
-            name=run_id,
-            created_at=now,
-            updated_at=now,
-            backend="ray-local",
-            status=status,
-            spec={"job": {"algorithm": "PPO", "env": "CartPole-v1"}},
-            **extra_fields,
-        )
-    )
+def add_run(home: Path, run_id: str, status: str = "SUCCEEDED", **fields) -> None:
+    support.add_run(run_id, registry_path=home / "registry.db", status=status, **fields)
 
 
 # --- run ids -----------------------------------------------------------------------------------------------------

@@ -8,21 +8,21 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+import support
 import yaml
+from support import ok
 
 from orchestrator.local_ray import free_port
 from orchestrator.placement import pool_resource
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).parents[1] / "data"
 
 SPEC = {
     "cluster": {
@@ -45,23 +45,9 @@ SPEC = {
 
 
 def run_rlo(home, *args, env_extra=None, timeout=400):
-    env = dict(os.environ, RLO_HOME=str(home))
-    env.pop("RAY_AUTH_TOKEN", None)
-    env.pop("RAY_AUTH_TOKEN_PATH", None)
-    env.update(env_extra or {})
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=timeout,
-        env=env,
-    )
-
-
-def ok(res):
-    assert res.returncode == 0, f"exit {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    return res
+    # The cluster's own token, never one this environment has.
+    drop = ["RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"]
+    return support.run_rlo(*args, home=home, env=env_extra, drop_env=drop, timeout=timeout)
 
 
 class Cluster:

@@ -22,7 +22,7 @@ from orchestrator.compat.azureml import (
 from orchestrator.compat.rllib_legacy import train, tune
 from orchestrator.errors import PlanError, UserError
 
-FILES = Path(__file__).parent / "data" / "azureml" / "files"
+FILES = Path(__file__).parents[1] / "data" / "azureml" / "files"
 
 
 def seed_compute(ws, name, vm_size, max_nodes):

@@ -8,12 +8,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+import support
 import yaml
 
 from orchestrator import package
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore::marshmallow.warnings.ChangedInMarshmallow4Warning",
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "TOP-SECRET-CONTENT"
 SCHEDULE = {"cron": "0 2 * * *", "timezone": "UTC"}
 COMMANDS = {
@@ -38,15 +37,7 @@ COMMANDS = {
 
 
 def run_rlo(home: Path, *args, cwd: Path = ROOT):
-    env = dict(os.environ, RLO_HOME=str(home))
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=180,
-        env=env,
-    )
+    return support.run_rlo(*args, home=home, cwd=cwd, timeout=180)
 
 
 def job_folder(tmp_path: Path) -> Path:

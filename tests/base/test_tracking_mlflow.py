@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_cli_errors import assert_nothing_submitted, assert_user_error
+from support import assert_nothing_submitted, assert_user_error
 
 from orchestrator import tracking
 from orchestrator.errors import SpecError
 from orchestrator.spec import parse_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 120  # the server's first start migrates its SQLite database (tens of seconds on 2 cores)
 
 

@@ -1,4 +1,4 @@
-"""Our env against the straightforward reference implementation (tests/autoscale/reference_impl.py).
+"""Our env against the straightforward reference implementation (tests/base/autoscale/reference_impl.py).
 
 Two kinds of check:
 - exact: the reference, fed the same random numbers as our env (through a replaying ``rng``), must produce

@@ -1,28 +1,19 @@
 """`rlo evaluate` and `rlo load-profile` without a trained policy (no Ray needed)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import run_rlo
 
 from orchestrator.cli.autoscale import evaluation_env_config, parse_seeds
 from orchestrator.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def rlo(*args, home):
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        env=dict(os.environ, RLO_HOME=str(home)),
-    )
+    return run_rlo(*args, home=home, timeout=300)
 
 
 def test_parse_seeds():

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+from support import assert_user_error
 
 from orchestrator import Estimator, JobSpec
 from orchestrator.algorithms import online_algorithms, registered_algorithms
@@ -139,14 +140,6 @@ def test_train_batch_size_is_the_whole_batch_shared_by_the_learners():
     small = JobSpec(algorithm="PPO", env="CartPole-v1", hyperparameters={"train_batch_size": 128})
     cfg = build_config(small, PlanNumbers(0, 1, 0, 0))
     assert cfg.train_batch_size_per_learner == 128 and cfg.minibatch_size == 128
-
-
-def assert_user_error(res, *needles):
-    # As tests/test_cli_errors.py: exit 2, one message, no traceback.
-    assert res.returncode == 2, res.stderr
-    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
-    for n in needles:
-        assert n in res.stderr, res.stderr
 
 
 # --- algorithms ----------------------------------------------------------------------------------------------

@@ -5,28 +5,22 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from crd_validation import validate_manifest
+from support import run_rlo
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "cluster_configs"
-USER_JOB = Path(__file__).resolve().parent / "data" / "user_job"
+USER_JOB = Path(__file__).resolve().parents[1] / "data" / "user_job"
 RUN_ID = re.compile(r"run id: (rlo-[a-z0-9-]+-\d{8}-\d{6}-[0-9a-f]{4})")
 NAMED = re.compile(r"\b(RayJob|ConfigMap) ([a-z0-9][-a-z0-9]*[a-z0-9])")
 
 
 def rlo(cwd: Path, *args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-    )
+    return run_rlo(*args, cwd=cwd, timeout=300)
 
 
 def same_run(text: str, res: subprocess.CompletedProcess) -> str:

@@ -1,45 +1,18 @@
 """Bad input through the real `rlo` command: one clear message, exit code 2, no traceback, nothing submitted
 (no registry row, no Ray started)."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-RLO = [sys.executable, "-m", "orchestrator.cli"]
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("RLO_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+from support import ROOT, assert_nothing_submitted, assert_user_error, run_rlo
 
 
 def rlo(*args, cwd=ROOT):
-    return subprocess.run(
-        [*RLO, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120, env=os.environ.copy()
-    )
+    return run_rlo(*args, cwd=cwd, timeout=120)
 
 
 def write(tmp_path, text, name="spec.yaml"):
     p = tmp_path / name
     p.write_text(text)
     return p
-
-
-def assert_user_error(res, *needles):
-    assert res.returncode == 2, res.stderr
-    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
-    for n in needles:
-        assert n in res.stderr, res.stderr
-
-
-def assert_nothing_submitted(home):
-    assert not (home / "registry.db").exists() or "rlo-" not in (home / "registry.db").read_bytes().decode("latin1")
-    assert not (home / "local-ray" / "state.json").exists()
 
 
 JOB = "job:\n  algorithm: PPO\n  env: CartPole-v1\n"

@@ -12,7 +12,7 @@ import yaml
 from orchestrator import attach
 
 pytestmark = pytest.mark.ray
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _submit(path: Path, home: Path) -> tuple[str, str]:

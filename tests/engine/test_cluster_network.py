@@ -22,6 +22,7 @@ from pathlib import Path
 import netns
 import pytest
 import yaml
+from support import ok, wait_for
 
 from orchestrator.cluster import HEAD_PORTS, NODE_PORTS, PEER_PORTS, WORKER_PORTS
 
@@ -33,8 +34,8 @@ if _why_not and os.environ.get("RLO_REQUIRE_NETNS") == "1":  # CI: a tier that c
 if _why_not:
     pytest.skip(f"network hosts cannot be made here: {_why_not}", allow_module_level=True)
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).parents[1] / "data"
 RUNS = Path("/tmp/rlo-runs")  # the job's folder on the head (this machine's filesystem)
 GCS_PORT, DASHBOARD_PORT = 6379, 8265
 
@@ -117,21 +118,6 @@ class Cluster:
 
     def attach(self, run_id: str):
         return self.rlo("client", "attach", run_id, "--token", self.token, timeout=600)
-
-
-def ok(res):
-    assert res.returncode == 0, f"exit {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    return res
-
-
-def wait_for(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def records(run_id: str) -> list[dict]:
@@ -269,7 +255,7 @@ def test_each_node_listens_on_its_fixed_ports_and_the_dashboard_on_the_address_i
         assert not undocumented, (name, undocumented, found)
         dash = [(a, p) for a, p, _ in found if p == DASHBOARD_PORT]
         assert dash == ([(host.ip, DASHBOARD_PORT)] if name == "head" else []), dash
-    # The embedded default binds to loopback: tests/test_network_exposure.py reads its sockets the same way.
+    # The embedded default binds to loopback: tests/engine/test_network_exposure.py reads its sockets the same way.
 
 
 @pytest.mark.parametrize("token", [None, "0" * 64], ids=["no token", "wrong token"])

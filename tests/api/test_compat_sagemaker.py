@@ -26,7 +26,7 @@ from orchestrator.compat.sagemaker import (
 )
 from orchestrator.errors import JobFailed, UserError
 
-DATA = Path(__file__).parent / "data" / "sagemaker"
+DATA = Path(__file__).parents[1] / "data" / "sagemaker"
 FLOAT = r"([-+]?[0-9]*\.?[0-9]+)"
 # The seed's RLEstimator calls (the SageMaker Python SDK's "Using Reinforcement Learning" page), verbatim but for
 # the import line.

@@ -8,7 +8,7 @@ import yaml
 from orchestrator import spec as S
 from orchestrator.errors import SpecError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def problems(data) -> list[tuple[str, str, str | None]]:

@@ -8,21 +8,19 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from support import ok, run_rlo, wait_for
 
 from orchestrator import attach
 from orchestrator.local_ray import LocalRayManager
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 JOB = {
     "algorithm": "PPO",
@@ -41,30 +39,7 @@ def spec_file(tmp_path, name, iterations):
 
 
 def rlo(home, *args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=timeout,
-        env=dict(os.environ, RLO_HOME=str(home)),
-    )
-
-
-def ok(res):
-    assert res.returncode == 0, f"exit {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    return res
-
-
-def wait_for(cond, timeout=240.0, what="condition"):
-    """Poll `cond` until it holds (the state we wait for, not a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    return run_rlo(*args, home=home, timeout=timeout)
 
 
 def iterations(run) -> list[int]:

@@ -8,20 +8,17 @@ import os
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support import add_run
 
 from orchestrator import metrics
 from orchestrator.plots import DPI, FIGSIZE, LivePlot, plot_runs
-from orchestrator.records import RunRecord
-from orchestrator.registry import Registry
 from orchestrator.run import attach
-from orchestrator.settings import settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WIDTH, HEIGHT = int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI)
 
 
@@ -52,23 +49,7 @@ def record(i: int, steps_per_iter: int, ret: float | None, spread: float = 10.0)
 
 
 def fake_run(run_id: str, records: list[dict], stop: dict[str, float]) -> str:
-    cfg = settings()
-    run_dir = cfg.runs_dir / run_id
-    run_dir.mkdir(parents=True)
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    now = time.time()
-    Registry(cfg.registry_path).create(
-        RunRecord(
-            id=run_id,
-            name=run_id,
-            created_at=now,
-            updated_at=now,
-            backend="ray-local",
-            status="SUCCEEDED",
-            spec={"job": {"algorithm": "PPO", "env": "CartPole-v1", "stop": stop}},
-            run_dir=str(run_dir),
-        )
-    )
+    add_run(run_id, spec={"job": {"algorithm": "PPO", "env": "CartPole-v1", "stop": stop}}, records=records)
     return run_id
 
 

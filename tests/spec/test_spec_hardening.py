@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydantic import BaseModel, ValidationError
-from test_cli_errors import assert_nothing_submitted, assert_user_error, home, rlo  # noqa: F401 - `home` is a fixture
+from support import assert_nothing_submitted, assert_user_error
+from support import run_rlo as rlo
 
 from orchestrator import spec as S
 from orchestrator.errors import SpecError, UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 JOB = "job:\n  algorithm: PPO\n  env: CartPole-v1\n"
 PONG = "job:\n  algorithm: IMPALA\n  env: ALE/Pong-v5\n"
 AUTOSCALE = "job:\n  algorithm: PPO\n  env: rlo/AutoScale-v0\n"
@@ -26,7 +27,7 @@ def spec_file(tmp_path, content, name="spec.yaml"):
     return p
 
 
-def refused(tmp_path, home, content, *needles, commands=("plan", "submit"), names_file=True):  # noqa: F811
+def refused(tmp_path, home, content, *needles, commands=("plan", "submit"), names_file=True):
     """Every command refuses the spec with exit 2, naming the file and `needles`; nothing is submitted."""
     path = spec_file(tmp_path, content)
     for command in commands:
@@ -61,7 +62,7 @@ def problems(data):
     ],
     ids=["latin-1", "utf-16-bom", "binary"],
 )
-def test_a_spec_that_is_not_utf8_is_a_user_error(tmp_path, home, content, needles):  # noqa: F811
+def test_a_spec_that_is_not_utf8_is_a_user_error(tmp_path, home, content, needles):
     refused(tmp_path, home, content, *needles)
     with pytest.raises(SpecError, match="spec.yaml"):
         S.load_spec(tmp_path / "spec.yaml")
@@ -74,7 +75,7 @@ def test_a_utf8_byte_order_mark_is_fine(tmp_path):
 # --- 2. duplicate keys -----------------------------------------------------------------------------------------
 
 
-def test_a_duplicate_key_names_the_key_and_both_lines(tmp_path, home):  # noqa: F811
+def test_a_duplicate_key_names_the_key_and_both_lines(tmp_path, home):
     text = JOB + "  hyperparameters:\n    lr: 0.1\n    gamma: 0.9\n    lr: 0.2\n"
     refused(tmp_path, home, text, "at `job.hyperparameters.lr`", "duplicate key `lr` (lines 5 and 7)")
 
@@ -107,7 +108,7 @@ def test_duplicate_keys_anywhere_and_all_of_them(tmp_path):
         ("!custom 3", "!custom"),
     ],
 )
-def test_tags_other_than_plain_values_are_refused(tmp_path, home, value, tag):  # noqa: F811
+def test_tags_other_than_plain_values_are_refused(tmp_path, home, value, tag):
     text = JOB + f"  script_args:\n    data: {value}\n"
     refused(tmp_path, home, text, "at `job.script_args.data`", f"line 5: a `{tag}` value is not allowed")
 
@@ -126,7 +127,7 @@ LAUGHS = "\n".join(
 
 
 @pytest.mark.parametrize("field", ["env_config", "hyperparameters", "script_args"])
-def test_billion_laughs_is_refused_at_once(tmp_path, home, field):  # noqa: F811
+def test_billion_laughs_is_refused_at_once(tmp_path, home, field):
     # Before: `submit` and `render` ran past 4 minutes and 8 GB (the CLI helper gives up after 120 s).
     text = JOB + f"  {field}:\n" + LAUGHS + "\n"
     refused(
@@ -172,7 +173,7 @@ def test_deep_nesting_is_refused(tmp_path):
             S.load_spec(f)
 
 
-def test_a_spec_over_1_mb_is_refused_before_parsing(tmp_path, home):  # noqa: F811
+def test_a_spec_over_1_mb_is_refused_before_parsing(tmp_path, home):
     text = JOB + "  script_args:\n    data: '" + "x" * 2_000_000 + "'\n"
     refused(tmp_path, home, text, "the file is 2,000,0", "at most 1,000,000 bytes (1 MB)")
 
@@ -180,13 +181,13 @@ def test_a_spec_over_1_mb_is_refused_before_parsing(tmp_path, home):  # noqa: F8
 # --- 5. bounded messages -------------------------------------------------------------------------------------
 
 
-def test_at_most_20_problems_are_listed(tmp_path, home):  # noqa: F811
+def test_at_most_20_problems_are_listed(tmp_path, home):
     keys = "".join(f"    key{i}: 1\n" for i in range(50))
     err = refused(tmp_path, home, "cluster:\n  head:\n" + keys + JOB, "(50 problems)", "... and 30 more problems")
     assert err.count("unknown key") == 20 and len(err) < 5000, err
 
 
-def test_an_echoed_value_is_cut(tmp_path, home):  # noqa: F811
+def test_an_echoed_value_is_cut(tmp_path, home):
     text = "cluster:\n  head:\n    vcpus: '" + "9" * 100_000 + "x'\n" + JOB
     err = refused(tmp_path, home, text, "cluster.head.vcpus", "... (100,001 characters)")
     assert len(err) < 1000, err
@@ -219,7 +220,7 @@ def test_spec_error_cuts_every_line():
     ],
     ids=["stop-nan", "stop-inf", "uniform-inf", "loguniform-nan", "randint-inf", "scheduler-nan", "memory-nan"],
 )
-def test_nan_and_infinity_are_refused(tmp_path, home, text, needles):  # noqa: F811
+def test_nan_and_infinity_are_refused(tmp_path, home, text, needles):
     refused(tmp_path, home, text, *needles)
 
 
@@ -281,11 +282,11 @@ def test_no_float_field_takes_nan_or_infinity(bad):
         (JOB + "  stop: {training_iteration: true}\n", "job.stop.training_iteration"),
     ],
 )
-def test_true_is_not_a_number(tmp_path, home, text, field):  # noqa: F811
+def test_true_is_not_a_number(tmp_path, home, text, field):
     refused(tmp_path, home, text, f"at `{field}`", "not `true`" if "true" in text else "not `false`")
 
 
-def test_a_fraction_is_not_a_count(tmp_path, home):  # noqa: F811
+def test_a_fraction_is_not_a_count(tmp_path, home):
     refused(tmp_path, home, "cluster:\n  head: {vcpus: 2.0}\n" + JOB, "cluster.head.vcpus", "write a whole number `2`")
 
 
@@ -334,7 +335,7 @@ def test_no_int_field_takes_a_bool_or_a_float(bad):
         "trials",
     ],
 )
-def test_absurd_sizes_are_refused_with_the_bound(tmp_path, home, text, needles):  # noqa: F811
+def test_absurd_sizes_are_refused_with_the_bound(tmp_path, home, text, needles):
     refused(tmp_path, home, text, *needles)
 
 
@@ -360,7 +361,7 @@ def test_the_bound_says_it_is_generous():
         ("train_batch_size_per_learner: lots", ["`job.hyperparameters.train_batch_size_per_learner`", "number"]),
     ],
 )
-def test_a_hyperparameter_of_the_wrong_type_is_refused_before_submission(tmp_path, home, hp, needles):  # noqa: F811
+def test_a_hyperparameter_of_the_wrong_type_is_refused_before_submission(tmp_path, home, hp, needles):
     # (checked with RLlib's config classes, after the spec has loaded: the message names the field, not the file)
     text = JOB + f"  hyperparameters:\n    {hp}\n"
     refused(tmp_path, home, text, *needles, commands=("plan --check", "submit"), names_file=False)
@@ -389,7 +390,7 @@ def test_hyperparameter_types_in_python():
     }
 
 
-def test_a_swept_hyperparameter_of_the_wrong_type_is_refused(tmp_path, home):  # noqa: F811
+def test_a_swept_hyperparameter_of_the_wrong_type_is_refused(tmp_path, home):
     text = JOB + "sweep: {parameters: {hyperparameters.lr: {choice: [fast, 0.1]}}}\n"
     refused(
         tmp_path,
@@ -447,7 +448,7 @@ def test_sweep_name_mapping_ignores_placeholder_types():
         "swept-value",
     ],
 )
-def test_env_config_of_known_envs_is_checked_by_plan_and_submit(tmp_path, home, text, needles):  # noqa: F811
+def test_env_config_of_known_envs_is_checked_by_plan_and_submit(tmp_path, home, text, needles):
     refused(tmp_path, home, text, *needles)
 
 
@@ -479,7 +480,7 @@ def test_env_config_in_python_and_what_the_project_itself_uses():
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "cluster_configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_specs_plan(path, home):  # noqa: F811
+def test_shipped_specs_plan(path, home):
     res = rlo("plan", path)
     assert res.returncode == 0, res.stderr
 

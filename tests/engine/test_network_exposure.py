@@ -11,7 +11,6 @@ import ipaddress
 import os
 import socket
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 import grpc
 import psutil
 import pytest
+from support import wait_for
 
 from orchestrator.local_ray import NON_LOOPBACK_PORTS_DOCUMENTED, LocalRay, LocalRayManager
 
@@ -112,16 +112,6 @@ def other_addresses() -> list[str]:
             if a.family == socket.AF_INET and not ipaddress.ip_address(a.address).is_loopback
         }
     )
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from orchestrator.registry import Registry
 
 pytestmark = pytest.mark.ray
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class HoldingProxy:

@@ -31,7 +31,7 @@ from orchestrator.schedule import (
 )
 from orchestrator.spec import load_spec, parse_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RLO = [sys.executable, "-m", "orchestrator.cli"]
 
 

@@ -29,9 +29,9 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore::marshmallow.warnings.ChangedInMarshmallow4Warning",
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "cluster_configs"
-USER_JOB = Path(__file__).resolve().parent / "data" / "user_job"
+USER_JOB = Path(__file__).resolve().parents[1] / "data" / "user_job"
 
 
 def _spec(data: dict, base_dir: Path | None = None) -> Spec:
