@@ -203,7 +203,7 @@ def scheduler_cmd(
     clock_speed: Annotated[float, opt("--clock-speed", hidden=True)] = 1.0,
 ) -> int:
     from ..cron import ScaledClock, SystemClock, fmt_fire_time
-    from ..schedule import Scheduler
+    from ..scheduler import Scheduler
 
     if max_sleep <= 0:
         raise UserError(f"--max-sleep must be positive (got {max_sleep})")

@@ -22,13 +22,8 @@ from orchestrator.cron import MISFIRE_GRACE_S, CronError, CronExpression, Manual
 from orchestrator.errors import SpecError, UserError
 from orchestrator.registry import Registry
 from orchestrator.render import prepare_render
-from orchestrator.schedule import (
-    Scheduler,
-    SchedulerLocked,
-    add_schedule,
-    pause_schedule,
-    resume_schedule,
-)
+from orchestrator.schedule import add_schedule, pause_schedule, resume_schedule
+from orchestrator.scheduler import Scheduler, SchedulerLocked
 from orchestrator.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -366,7 +361,7 @@ def test_one_scheduler_per_registry(reg):
 _TAKE_LOCK = """
 import os, sys
 from orchestrator.registry import Registry
-from orchestrator.schedule import Scheduler, SchedulerLocked
+from orchestrator.scheduler import Scheduler, SchedulerLocked
 try:
     Scheduler(Registry(sys.argv[1])).acquire()
 except SchedulerLocked as e:
