@@ -44,6 +44,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def bind_error(e: OSError, host: str, port: int) -> UserError:
+    """What a failed bind of an endpoint's address tells the user (taken, or not an address of this machine)."""
+    if e.errno == errno.EADDRINUSE:
+        return UserError(
+            f"cannot serve on {host}:{port}: something else listens there",
+            fix="pick another port with --port (or stop what listens there)",
+        )
+    return UserError(f"cannot serve on {host}:{port}: {e.strerror or e}", fix=HOST_FIX)
+
+
 def check_port_free(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as s:
@@ -51,12 +61,7 @@ def check_port_free(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                raise UserError(
-                    f"cannot serve on {host}:{port}: something else listens there",
-                    fix="pick another port with --port (or stop what listens there)",
-                ) from None
-            raise UserError(f"cannot serve on {host}:{port}: {e.strerror or e}", fix=HOST_FIX) from None
+            raise bind_error(e, host, port) from None
 
 
 def _check_host(host: str) -> None:

@@ -10,7 +10,7 @@ reads files, so that stream is to read, diff or split, and a job that ships its 
 
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from ..errors import UserError
 from ..outputs import is_stdout, output_dir
@@ -222,15 +222,8 @@ def azureml(
     from ..spec import load_spec
 
     loaded = load_spec(spec)
-    rendering = build_azureml(
-        prepare_render(loaded),
-        image=image,
-        head_image=head_image,
-        worker_image=worker_image,
-        vm_sizes=vm_sizes(vm_size),
-        vnet=vnet,
-        subnet=subnet,
-    )
+    options = azureml_options(image, head_image, worker_image, vm_size, vnet, subnet)
+    rendering = build_azureml(prepare_render(loaded), **options)
     if to_stdout(out):
         if rendering.package is not None:
             raise UserError(
@@ -269,6 +262,19 @@ def _azureml_texts(rendering) -> dict[str, str]:
     return texts
 
 
+def azureml_options(
+    image: str | None,
+    head_image: str | None,
+    worker_image: str | None,
+    vm_size: list[str] | None,
+    vnet: str | None,
+    subnet: str | None,
+) -> dict[str, Any]:
+    """The Azure ML flags (`rlo render azureml`, `rlo submit --backend azureml`) as `build_azureml`'s keywords."""
+    kw = {"image": image, "head_image": head_image, "worker_image": worker_image, "vnet": vnet, "subnet": subnet}
+    return kw | {"vm_sizes": vm_sizes(vm_size)}
+
+
 def submit_azureml(
     spec,
     *,
@@ -276,12 +282,7 @@ def submit_azureml(
     subscription: str | None,
     resource_group: str | None,
     workspace: str | None,
-    image: str | None,
-    head_image: str | None,
-    worker_image: str | None,
-    vm_size: list[str] | None,
-    vnet: str | None,
-    subnet: str | None,
+    options: dict[str, Any],
 ) -> int:
     """`rlo submit SPEC --backend azureml`: render, check workspace and credentials, create, submit."""
     from ..estimator import Estimator
@@ -292,15 +293,7 @@ def submit_azureml(
             fix="drop --address, or drop --backend azureml",
         )
     result = Estimator(spec=spec).fit_azureml(
-        subscription=subscription,
-        resource_group=resource_group,
-        workspace=workspace,
-        image=image,
-        head_image=head_image,
-        worker_image=worker_image,
-        vm_sizes=vm_sizes(vm_size),
-        vnet=vnet,
-        subnet=subnet,
+        subscription=subscription, resource_group=resource_group, workspace=workspace, **options
     )
     print(result.name)
     print(

@@ -21,6 +21,7 @@ from .render import (
     VmSizeOpt,
     VnetOpt,
     WorkerImageOpt,
+    azureml_options,
     submit_azureml,
 )
 
@@ -117,12 +118,7 @@ def submit(
             subscription=subscription,
             resource_group=resource_group,
             workspace=workspace,
-            image=image,
-            head_image=head_image,
-            worker_image=worker_image,
-            vm_size=vm_size,
-            vnet=vnet,
-            subnet=subnet,
+            options=azureml_options(image, head_image, worker_image, vm_size, vnet, subnet),
         )
     notices: list[str] = []
     if loaded.schedule is not None:

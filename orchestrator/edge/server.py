@@ -30,7 +30,7 @@ from ..predict_api import (
     read_body,
     served_observation_space,
 )
-from ..serving_options import HOST_FIX, check_name, check_options, is_loopback, resolve_api_key
+from ..serving_options import bind_error, check_name, check_options, is_loopback, resolve_api_key
 from .runtime import OnnxPolicy
 
 DEFAULT_HOST = "127.0.0.1"
@@ -124,14 +124,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind(addr)
     except OSError as e:
         sock.close()
-        import errno
-
-        if e.errno == errno.EADDRINUSE:
-            raise UserError(
-                f"cannot serve on {host}:{port}: something else listens there",
-                fix="pick another port with --port (or stop what listens there)",
-            ) from None
-        raise UserError(f"cannot serve on {host}:{port}: {e.strerror or e}", fix=HOST_FIX) from None
+        raise bind_error(e, host, port) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
