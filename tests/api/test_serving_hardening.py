@@ -295,69 +295,6 @@ def test_content_type_must_be_json():
         assert e.value.status == 415 and "-H 'Content-Type: application/json'" in e.value.detail
 
 
-# --- the client, without the engine ---------------------------------------------------------------------------------
-
-CLIENT_WITHOUT_RAY = """
-import importlib.abc, json, sys, threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-class NoRay(importlib.abc.MetaPathFinder):  # as on a machine where Ray is not installed
-    def find_spec(self, name, path=None, target=None):
-        if name == "ray" or name.startswith("ray."):
-            raise ImportError(f"No module named {name!r}")
-
-sys.meta_path.insert(0, NoRay())
-
-class Endpoint(BaseHTTPRequestHandler):
-    def _answer(self, body):
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):
-        assert self.headers["Authorization"] == "Bearer k", self.headers
-        self._answer({"observation_space": {"shape": [2]}} if self.path == "/p/info" else {"status": "ok"})
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self._answer({"actions": [1] * len(body["observations"])} if "observations" in body else {"action": 1})
-
-    def log_message(self, *args):
-        pass
-
-server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
-threading.Thread(target=server.serve_forever, daemon=True).start()
-
-from orchestrator.predictor import Predictor
-import orchestrator
-
-assert orchestrator.Predictor is Predictor
-p = Predictor(f"http://127.0.0.1:{server.server_port}/p", "k")
-assert p.healthy()
-assert p.predict([0.0, 0.0]).tolist() == 1 and p.predict([[0.0, 0.0]] * 3).tolist() == [1, 1, 1]
-print(sorted(m for m in sys.modules if m == "ray" or m.startswith("ray.")))
-"""
-
-
-def test_the_client_queries_an_endpoint_without_ray():
-    """`orchestrator.predictor` in a fresh interpreter where Ray cannot be imported: it loads no `ray` module and
-    talks to an endpoint (a stand-in HTTP server with the endpoint's routes)."""
-    import subprocess
-
-    res = subprocess.run(
-        [sys.executable, "-c", CLIENT_WITHOUT_RAY],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=Path(__file__).parents[1],
-    )
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.split() == ["[]"]
-
-
 # --- real Serve on 127.0.0.1 ---------------------------------------------------------------------------------------
 
 PORT = free_port()
@@ -389,6 +326,48 @@ def keyed(rlo_home, trained, tmp_path_factory):
     (direct,) = Predictor.attach(NAME).direct_urls
     yield {**info, "key_file": key_file, "key": key_file.read_text().strip(), "direct": direct}
     rlo(rlo_home, "undeploy", "--all")
+
+
+# --- the client, without the engine ---------------------------------------------------------------------------------
+
+CLIENT_WITHOUT_RAY = """
+import importlib.abc, sys
+
+class NoRay(importlib.abc.MetaPathFinder):  # as on a machine where Ray is not installed
+    def find_spec(self, name, path=None, target=None):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError(f"No module named {name!r}")
+
+sys.meta_path.insert(0, NoRay())
+
+from orchestrator.predictor import Predictor
+import orchestrator
+
+url, key, obs = sys.argv[1], sys.argv[2], [float(x) for x in sys.argv[3:]]
+assert orchestrator.Predictor is Predictor
+p = Predictor(url, key)
+assert p.healthy()
+one, three = p.predict(obs).tolist(), p.predict([obs] * 3).tolist()
+assert one in (0, 1) and len(three) == 3 and set(three) <= {0, 1}, (one, three)
+print(sorted(m for m in sys.modules if m == "ray" or m.startswith("ray.")))
+"""
+
+
+@pytest.mark.ray
+def test_the_client_queries_an_endpoint_without_ray(keyed):
+    """`orchestrator.predictor` in a fresh interpreter where Ray cannot be imported: it loads no `ray` module and
+    queries the real Serve endpoint (with its API key)."""
+    import subprocess
+
+    res = subprocess.run(
+        [sys.executable, "-c", CLIENT_WITHOUT_RAY, keyed["url"], keyed["key"], *map(str, OBS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["[]"]
 
 
 def auth(keyed) -> dict:
