@@ -101,12 +101,7 @@ def kuberay(
 
     loaded = load_spec(spec)
     rendering = render_kuberay(
-        prepare_render(loaded),
-        namespace=namespace,
-        image=image,
-        head_image=head_image,
-        worker_image=worker_image,
-        auth_secret=auth_secret,
+        prepare_render(loaded), **kuberay_options(namespace, image, head_image, worker_image, auth_secret)
     )
     files = rendering.files
     if manifest:
@@ -172,12 +167,8 @@ def raycronjob(
         loaded.schedule = merged_schedule(loaded, source=spec, name=name, cron=cron, timezone=timezone)
     rendered = render_raycronjob(
         prepare_render(loaded),
-        namespace=namespace,
-        image=image,
-        head_image=head_image,
-        worker_image=worker_image,
-        auth_secret=auth_secret,
         suspend=suspend,
+        **kuberay_options(namespace, image, head_image, worker_image, auth_secret),
     )
     the_cron = rendered.raycronjob
     if is_stdout(out):  # `-o -`: the documents alone on stdout (`| kubectl apply -f -`), notes on stderr
@@ -260,6 +251,18 @@ def _azureml_texts(rendering) -> dict[str, str]:
         entity.dump(buf)
         texts[name] = buf.getvalue()
     return texts
+
+
+def kuberay_options(
+    namespace: str | None,
+    image: str | None,
+    head_image: str | None,
+    worker_image: str | None,
+    auth_secret: str | None,
+) -> dict[str, Any]:
+    """The options `rlo render kuberay` and `rlo render raycronjob` share, as the renderers' keywords."""
+    kw = {"namespace": namespace, "image": image, "head_image": head_image, "worker_image": worker_image}
+    return kw | {"auth_secret": auth_secret}
 
 
 def azureml_options(
