@@ -336,12 +336,11 @@ class Run:
         now = time.time()
         # Checked again as at submission: the job's folder may have changed since (it ships again).
         prepared = prepare(spec)
-        plan_env = {k: str(v) for k, v in (rec.extra.get("plan_env") or {}).items()} or prepared.plan.as_env()
         # The same environment as the first attempt's (its tracking server too), from the stored spec and plan.
         if not rec.run_dir:  # every submission records one; a row without is damaged
             raise UserError(f"run {self.id} has no run folder recorded", fix="submit its spec again")
         run_dir = rec.run_dir
-        env_vars = job_env_vars(spec, self.id, run_dir, plan_env, now, spec_json=json.dumps(rec.spec))
+        env_vars = job_env_vars(spec, self.id, run_dir, prepared.plan.as_env(), now, spec_json=json.dumps(rec.spec))
         env_vars["RLO_ATTEMPT"] = str(attempt)
         last = cps[-1] if cps else (None, None)
         backend.submit(
